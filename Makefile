@@ -1,0 +1,185 @@
+# One entry point: make run | check | fuzz | coverage | bench | install | clean
+# Objects go under build/ (build/asan with SANITIZE=1); `make -j2` is safe.
+
+SHELL      := /bin/bash
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+CC         ?= gcc
+CLANG      ?= clang-14
+FUZZ_SECONDS ?= 60
+VERSION    := 0.1.0
+SOVERSION  := 0
+
+ifeq ($(SANITIZE),1)
+  CC       := $(CLANG)
+  B        ?= build/asan
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+  B        ?= build
+  SANFLAGS :=
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS += -Iclient/include -Iclient/src -D_POSIX_C_SOURCE=200809L
+CFLAGS   ?= -O2 -g
+# Valgrind 3.19 cannot read clang-14's default DWARF 5.
+CFLAGS   += -std=c11 -gdwarf-4 -fPIC $(WARN) $(SANFLAGS)
+LDFLAGS  += $(SANFLAGS)
+
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+# ---- libiotc ---------------------------------------------------------------
+LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
+LIB_A    := $(B)/lib/libiotc.a
+LIB_SO   := $(B)/lib/libiotc.so.$(VERSION)
+LIB_PC   := $(B)/lib/pkgconfig/iotc.pc
+
+# ---- programs --------------------------------------------------------------
+TOOL_SRC := $(sort $(wildcard client/tools/*.c))
+TOOLS    := $(TOOL_SRC:client/tools/%.c=$(B)/bin/iotc-%)
+
+TEST_SRC := $(sort $(wildcard client/tests/test_*.c))
+TESTS    := $(TEST_SRC:client/tests/%.c=$(B)/tests/%)
+TEST_HELPERS := $(sort $(wildcard client/tests/helpers/*.c))
+TEST_HELPER_OBJ := $(TEST_HELPERS:%.c=$(B)/obj/%.o)
+
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
+REPLAYS  := $(FUZZ_NAMES:%=$(B)/fuzz/replay_%)
+FUZZERS  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+.PHONY: all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools \
+        run fuzz fuzzers coverage bench install clean
+
+all: lib $(TOOLS) $(TESTS) $(REPLAYS) $(BENCHES)
+
+lib: $(LIB_A) $(B)/lib/libiotc.so $(LIB_PC)
+
+deps:
+	@bash ci/install-deps.sh
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libiotc.so.$(SOVERSION) $(LDFLAGS) -o $@ $^
+
+$(B)/lib/libiotc.so: $(LIB_SO)
+	ln -sf libiotc.so.$(VERSION) $(B)/lib/libiotc.so.$(SOVERSION)
+	ln -sf libiotc.so.$(VERSION) $@
+
+$(LIB_PC): client/iotc.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(B)/tests/%: $(B)/obj/client/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+
+# Corpus replay: the harness with a plain main() (fuzz/replay_main.c), built by
+# the project's compiler so that it also runs under Valgrind and the sanitizers.
+$(B)/fuzz/replay_%: $(B)/obj/fuzz/fuzz_%.o $(B)/obj/fuzz/replay_main.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+# ---- check -------------------------------------------------------------------
+VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-unit check-fuzz-replay check-tools
+	@$(MAKE) --no-print-directory check-valgrind
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay
+	@echo "make check: all passed"
+
+check-unit: $(TESTS)
+	@set -e; for t in $(TESTS); do echo "== $$t"; IOTC_FIXTURES=client/tests/fixtures $$t; done
+
+check-valgrind: $(TESTS) $(REPLAYS)
+	@set -e; for t in $(TESTS); do echo "== valgrind $$t"; \
+	  IOTC_FIXTURES=client/tests/fixtures CMOCKA_MESSAGE_OUTPUT=stdout $(VALGRIND) $$t >/dev/null; done
+	@set -e; for n in $(FUZZ_NAMES); do echo "== valgrind replay $$n"; \
+	  $(VALGRIND) $(B)/fuzz/replay_$$n fuzz/corpus/$$n; done
+
+check-fuzz-replay: $(REPLAYS)
+	@set -e; for n in $(FUZZ_NAMES); do echo "== replay corpus $$n"; $(B)/fuzz/replay_$$n fuzz/corpus/$$n; done
+
+check-tools: $(TOOLS)
+	@set -e; for t in client/tools/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done
+
+# ---- run ---------------------------------------------------------------------
+# Until iotsim exists, `make run` decodes the peers' captured traffic.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash ci/run-demo.sh $(B)
+
+# ---- fuzz --------------------------------------------------------------------
+FUZZ_CFLAGS := -std=c11 -g -O1 -gdwarf-4 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARN)
+
+fuzzers: $(FUZZERS)
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) $(wildcard client/src/mqtt/*.h) client/include/iotc/mqtt.h client/include/iotc/topic.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC)
+
+fuzz: deps fuzzers
+	@set -e; for n in $(FUZZ_NAMES); do \
+	  mkdir -p build/fuzz/corpus-$$n build/fuzz/artifacts-$$n; \
+	  echo "== fuzz $$n for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/artifacts-$$n/ build/fuzz/corpus-$$n fuzz/corpus/$$n \
+	    2>build/fuzz/fuzz_$$n.log || { tail -50 build/fuzz/fuzz_$$n.log; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units|stat::peak_rss' build/fuzz/fuzz_$$n.log; \
+	done
+
+# ---- coverage ----------------------------------------------------------------
+coverage: deps
+	@$(MAKE) --no-print-directory B=build/cov CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" all
+	@find build/cov -name '*.gcda' -delete
+	@$(MAKE) --no-print-directory B=build/cov CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" check-unit check-fuzz-replay
+	@lcov -q --capture --directory build/cov/obj/client/src --output-file build/cov/all.info --rc lcov_branch_coverage=0
+	@lcov -q --extract build/cov/all.info '*/client/src/mqtt/*' --output-file build/cov/codec.info
+	@genhtml -q build/cov/codec.info --output-directory build/coverage
+	@lcov --summary build/cov/codec.info 2>&1 | tee build/cov/summary.txt
+	@pct=$$(grep -Eo 'lines\.*: [0-9.]+' build/cov/summary.txt | grep -Eo '[0-9.]+$$'); \
+	  echo "codec line coverage: $$pct% (report: build/coverage/index.html)"; \
+	  awk -v p="$$pct" 'BEGIN { exit (p >= 95.0) ? 0 : 1 }' || { echo "coverage below 95%"; exit 1; }
+
+# ---- bench -------------------------------------------------------------------
+bench: deps
+	@$(MAKE) --no-print-directory B=build/bench-o2 CFLAGS="-O2 -g" $(BENCHES:$(B)/%=build/bench-o2/%)
+	@set -e; for b in $(BENCHES:$(B)/%=build/bench-o2/%); do $$b; done
+
+# ---- install -----------------------------------------------------------------
+install: lib $(TOOLS)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/iotc $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(LIB_A) $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libiotc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libiotc.so.$(SOVERSION)
+	ln -sf libiotc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libiotc.so
+	install -m 644 $(LIB_PC) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 644 client/include/iotc/*.h $(DESTDIR)$(PREFIX)/include/iotc/
+	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,84 @@
+/*
+ * codec_internal.h: what the codec's modules share and nobody else sees.
+ *
+ * A bounds-checked cursor over one packet's bytes (every read checks the end,
+ * so no length field can make the decoder read past the packet), a writer
+ * that counts what it would write even when the buffer is short (so the same
+ * code computes encoded sizes), the error helper, and the property codec.
+ */
+#ifndef IOTC_CODEC_INTERNAL_H
+#define IOTC_CODEC_INTERNAL_H
+
+#include "iotc/mqtt.h"
+
+/* ---- reading ---- */
+typedef struct {
+    const uint8_t *base; /* first byte of the packet (offsets in errors count from here) */
+    size_t pos;
+    size_t end;          /* one past the last byte this cursor may read */
+    iotc_mqtt_error *err;
+} mq_cur;
+
+/* Records an error (first one wins) and returns its status. */
+iotc_mqtt_status mq_fail(iotc_mqtt_error *err, iotc_mqtt_status st, uint8_t reason, size_t offset,
+                         const char *what);
+#define MQ_MALFORMED(c, off, what) mq_fail((c)->err, IOTC_MQTT_ERR_MALFORMED, IOTC_RC_MALFORMED_PACKET, (off), (what))
+#define MQ_PROTOCOL(c, off, what) mq_fail((c)->err, IOTC_MQTT_ERR_PROTOCOL, IOTC_RC_PROTOCOL_ERROR, (off), (what))
+
+static inline size_t mq_left(const mq_cur *c)
+{
+    return c->end - c->pos;
+}
+
+iotc_mqtt_status mq_u8(mq_cur *c, uint8_t *v, const char *what);
+iotc_mqtt_status mq_u16(mq_cur *c, uint16_t *v, const char *what);
+iotc_mqtt_status mq_u32(mq_cur *c, uint32_t *v, const char *what);
+/* Variable Byte Integer: at most 4 bytes, minimal encoding. */
+iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what);
+/* Binary Data: 2-byte length, then bytes. */
+iotc_mqtt_status mq_bin(mq_cur *c, iotc_mqtt_bytes *v, const char *what);
+/* UTF-8 Encoded String: as binary, and well-formed UTF-8 (reason 0x81). */
+iotc_mqtt_status mq_str(mq_cur *c, iotc_mqtt_bytes *v, const char *what);
+
+/* Parses a VBI from raw bytes; returns 0 on OK, bytes used in *n; -1 if more
+ * bytes are needed; -2 if malformed (5th byte or non-minimal). */
+int mq_vbi_parse(const uint8_t *p, size_t len, uint32_t *v, size_t *n);
+size_t mq_vbi_size(uint32_t v);
+
+/* ---- writing ---- */
+typedef struct {
+    uint8_t *buf;
+    size_t cap;
+    size_t len; /* counts past cap, so a short buffer still yields the size */
+} mq_out;
+
+void mq_put_u8(mq_out *o, uint8_t v);
+void mq_put_u16(mq_out *o, uint16_t v);
+void mq_put_u32(mq_out *o, uint32_t v);
+void mq_put_vbi(mq_out *o, uint32_t v);
+void mq_put_raw(mq_out *o, const void *p, size_t n);
+void mq_put_bin(mq_out *o, iotc_mqtt_bytes b);
+
+/* ---- properties ---- */
+
+/* Parses a property block (its VBI length first) for packet `type` (will:
+ * the CONNECT's Will properties).  Enforces the allow-list, value ranges,
+ * duplicates and lengths. */
+iotc_mqtt_status mq_props_decode(mq_cur *c, iotc_mqtt_type type, bool will, iotc_mqtt_props *p);
+
+/* Validates `p` for encoding in `type`; *size is the block's length without
+ * its own VBI length. */
+iotc_mqtt_status mq_props_check(const iotc_mqtt_props *p, iotc_mqtt_type type, bool will, size_t *size,
+                                iotc_mqtt_error *err);
+/* Writes the VBI length and the block (after mq_props_check succeeded). */
+void mq_props_encode(mq_out *o, const iotc_mqtt_props *p, size_t size);
+
+/* True if `p` has no property at all. */
+bool mq_props_empty(const iotc_mqtt_props *p);
+
+/* ---- rules shared by decoder and encoder ---- */
+
+/* Fixed-header flags the spec requires for `type` (not PUBLISH), or -1. */
+int mq_required_flags(unsigned type);
+
+#endif

@@ -185,7 +185,9 @@ typedef struct {
  * those fields mean anything.  User properties and subscription identifiers
  * repeat, so they are lists (see the file comment): `user`/`user_count` and
  * `sub_ids`/`sub_id_count`, with `raw` holding the encoded property block a
- * decoder saw.  Zero-initialise it for "no properties".
+ * decoder saw.  Zero-initialise it for "no properties".  A list whose count
+ * is 0 is empty whatever `raw` holds, so zeroing a count drops that list when
+ * re-encoding a decoded packet.
  */
 typedef struct {
     uint64_t present;

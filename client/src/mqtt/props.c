@@ -295,6 +295,8 @@ bool iotc_mqtt_user_prop_next(const iotc_mqtt_props *props, size_t *pos, iotc_mq
         *out = props->user[(*pos)++];
         return true;
     }
+    if (props->user_count == 0) /* a caller may drop them by zeroing the count */
+        return false;
     uint32_t id;
     mq_cur vc;
     while (raw_next(&props->raw, pos, &id, &vc)) {
@@ -315,6 +317,8 @@ bool iotc_mqtt_sub_id_next(const iotc_mqtt_props *props, size_t *pos, uint32_t *
         *out = props->sub_ids[(*pos)++];
         return true;
     }
+    if (props->sub_id_count == 0)
+        return false;
     uint32_t id;
     mq_cur vc;
     while (raw_next(&props->raw, pos, &id, &vc)) {

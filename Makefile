@@ -124,7 +124,7 @@ check-fuzz-replay: $(REPLAYS)
 	@set -e; for n in $(FUZZ_NAMES); do echo "== replay corpus $$n"; $(B)/fuzz/replay_$$n fuzz/corpus/$$n; done
 
 check-tools: $(TOOLS)
-	@set -e; for t in client/tools/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done
+	@set -e; for t in client/tools/tests/*.sh ci/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done
 
 # ---- run ---------------------------------------------------------------------
 # Until iotsim exists, `make run` decodes the peers' captured traffic.

@@ -13,6 +13,11 @@ PACKAGES=(
   openssl curl
 )
 
+# IOTC_DEPS_PACKAGES replaces the list (used by ci/tests/install-deps.sh).
+if [ -n "${IOTC_DEPS_PACKAGES:-}" ]; then
+  read -r -a PACKAGES <<<"$IOTC_DEPS_PACKAGES"
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

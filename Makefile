@@ -20,7 +20,7 @@ else
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS += -Iclient/include -Iclient/src -D_POSIX_C_SOURCE=200809L
+CPPFLAGS += -Iclient/include -Iclient/src -Ibroker-sim/src/core -D_POSIX_C_SOURCE=200809L
 CFLAGS   ?= -O2 -g
 # Valgrind 3.19 cannot read clang-14's default DWARF 5.
 CFLAGS   += -std=c11 -gdwarf-4 -fPIC $(WARN) $(SANFLAGS)
@@ -34,6 +34,15 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIB_A    := $(B)/lib/libiotc.a
 LIB_SO   := $(B)/lib/libiotc.so.$(VERSION)
 LIB_PC   := $(B)/lib/pkgconfig/iotc.pc
+
+# ---- iotsim's engine (an internal library the broker, its tests and fuzzers link) ----
+SIM_SRC  := $(sort $(wildcard broker-sim/src/core/*.c))
+SIM_OBJ  := $(SIM_SRC:%.c=$(B)/obj/%.o)
+SIM_A    := $(B)/lib/libsim.a
+CJSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+
+SIM_TEST_SRC := $(sort $(wildcard broker-sim/tests/test_*.c))
+SIM_TESTS := $(SIM_TEST_SRC:broker-sim/tests/%.c=$(B)/tests/sim_%)
 
 # ---- programs --------------------------------------------------------------
 TOOL_SRC := $(sort $(wildcard client/tools/*.c))
@@ -55,7 +64,7 @@ BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 .PHONY: all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools \
         run fuzz fuzzers coverage bench install clean
 
-all: lib $(TOOLS) $(TESTS) $(REPLAYS) $(BENCHES)
+all: lib $(SIM_A) $(TOOLS) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES)
 
 lib: $(LIB_A) $(B)/lib/libiotc.so $(LIB_PC)
 
@@ -81,6 +90,14 @@ $(B)/lib/libiotc.so: $(LIB_SO)
 $(LIB_PC): client/iotc.pc.in Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(SIM_A): $(SIM_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/tests/sim_%: $(B)/obj/broker-sim/tests/%.o $(SIM_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(CMOCKA_LIBS)
 
 $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -111,11 +128,11 @@ check: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay
 	@echo "make check: all passed"
 
-check-unit: $(TESTS)
-	@set -e; for t in $(TESTS); do echo "== $$t"; IOTC_FIXTURES=client/tests/fixtures $$t; done
+check-unit: $(TESTS) $(SIM_TESTS)
+	@set -e; for t in $(TESTS) $(SIM_TESTS); do echo "== $$t"; IOTC_FIXTURES=client/tests/fixtures $$t; done
 
-check-valgrind: $(TESTS) $(REPLAYS)
-	@set -e; for t in $(TESTS); do echo "== valgrind $$t"; \
+check-valgrind: $(TESTS) $(SIM_TESTS) $(REPLAYS)
+	@set -e; for t in $(TESTS) $(SIM_TESTS); do echo "== valgrind $$t"; \
 	  IOTC_FIXTURES=client/tests/fixtures CMOCKA_MESSAGE_OUTPUT=stdout $(VALGRIND) $$t >/dev/null; done
 	@set -e; for n in $(FUZZ_NAMES); do echo "== valgrind replay $$n"; \
 	  $(VALGRIND) $(B)/fuzz/replay_$$n fuzz/corpus/$$n; done

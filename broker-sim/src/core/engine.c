@@ -1,0 +1,1482 @@
+/*
+ * engine.c: the broker's connection state machine and routing.  The tags in
+ * brackets ([AWS-...]) name the documented behaviours of
+ * ../shared/reference/aws-broker.md that a piece of code implements.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iotc/mqtt.h"
+#include "iotc/topic.h"
+#include "sim_engine.h"
+#include "sim_lifecycle.h"
+#include "sim_map.h"
+#include "sim_msg.h"
+#include "sim_session.h"
+
+enum { C_AWAIT_CONNECT, C_LIVE };
+
+typedef struct sim_conn {
+    sim_conn_id id;
+    int state;
+    iotc_mqtt_reader rd;
+    iotc_mqtt_version version;
+    sim_session *s;
+    uint16_t keepalive;          /* after clamping */
+    uint64_t opened_at, last_rx;
+    sim_msg *will;
+    char *principal, *thing, *ip, *transport;
+    uint16_t window;             /* min(our max inflight, the client's Receive Maximum) */
+    uint32_t client_max_packet;  /* MQTT 5 Maximum Packet Size of the client; 0: none */
+    char **alias;                /* inbound topic aliases 1..topic_alias_max */
+    double pub_tokens, byte_tokens;
+    uint64_t tokens_at;
+    bool blackholed;
+    uint64_t version_number;
+    uint64_t replay_next;
+    uint64_t hold_until;         /* SUBACK delay */
+} sim_conn;
+
+typedef struct {
+    uint64_t version_number;
+    uint64_t last_connect;
+} client_rec;
+
+struct sim_engine {
+    sim_config cfg;
+    sim_io io;
+    void *ctx;
+    sim_map conns;    /* id -> sim_conn */
+    sim_map sessions; /* client id -> sim_session */
+    sim_map clients;  /* client id -> client_rec */
+    sim_map retained; /* topic -> sim_msg */
+    sim_conn_id next_id;
+    uint64_t next_serial;
+    uint64_t refuse_until;
+    uint32_t dup_next;
+    uint8_t *out;
+    size_t outcap;
+    uint64_t now;
+};
+
+void sim_config_init(sim_config *c, sim_profile profile)
+{
+    memset(c, 0, sizeof *c);
+    c->profile = profile;
+    c->max_payload = 128 * 1024;
+    c->max_packet = 128 * 1024 + 65536 + 16; /* a full payload plus topic, properties, headers */
+    c->max_topic_bytes = 256;
+    c->max_topic_slashes = 7;
+    c->max_client_id = 128;
+    c->max_filters_per_subscribe = 8;
+    c->max_subscriptions = 50;
+    c->over_subscriptions = SIM_OVER_SUBS_DISCONNECT;
+    c->publish_rate = 100;
+    c->throughput = 512 * 1024;
+    c->connect_interval_ms = 1000;
+    c->max_inflight = 100;
+    c->keepalive_min = 30;
+    c->keepalive_max = 1200;
+    c->session_expiry_s = 3600;
+    c->replay_rate = 10;
+    c->max_queued = 1000;
+    c->qos1_retry_ms = 10000;
+    c->qos1_retry_max_ms = 3600 * 1000;
+    c->connect_timeout_ms = 10000;
+    c->topic_alias_max = 8;
+    c->retain = profile == SIM_PROFILE_CURRENT ? SIM_RETAIN_STORE : SIM_RETAIN_DISCONNECT;
+    c->takeover_connack_both = profile == SIM_PROFILE_CLASSIC;
+    c->lifecycle_events = true;
+}
+
+/* ---- event log ---------------------------------------------------------- */
+
+static cJSON *rec(sim_engine *e, sim_conn *c, const char *kind)
+{
+    if (!e->io.log)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "t", (double)e->now);
+    if (e->io.wall_ms)
+        cJSON_AddNumberToObject(o, "wall", (double)e->io.wall_ms(e->ctx));
+    cJSON_AddStringToObject(o, "kind", kind);
+    if (c) {
+        cJSON_AddNumberToObject(o, "conn", (double)c->id);
+        if (c->s)
+            cJSON_AddStringToObject(o, "client", c->s->client_id);
+    }
+    return o;
+}
+
+static void emit(sim_engine *e, cJSON *o)
+{
+    if (!o)
+        return;
+    char *s = cJSON_PrintUnformatted(o);
+    if (s)
+        e->io.log(e->ctx, s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void add_bytes(cJSON *o, const char *k, iotc_mqtt_bytes b)
+{
+    char *s = malloc(b.len + 1);
+    if (!s)
+        return;
+    if (b.len)
+        memcpy(s, b.data, b.len);
+    s[b.len] = 0;
+    cJSON_AddStringToObject(o, k, s);
+    free(s);
+}
+
+/* A broker decision: `what` is a stable word scenarios match on. */
+static void decide(sim_engine *e, sim_conn *c, const char *what, const char *detail)
+{
+    cJSON *o = rec(e, c, "decision");
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "what", what);
+    if (detail)
+        cJSON_AddStringToObject(o, "detail", detail);
+    emit(e, o);
+}
+
+static void log_packet(sim_engine *e, sim_conn *c, const char *dir, const iotc_mqtt_packet *p, size_t size)
+{
+    cJSON *o = rec(e, c, dir);
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "type", iotc_mqtt_type_name(p->type));
+    cJSON_AddNumberToObject(o, "size", (double)size);
+    switch (p->type) {
+    case IOTC_MQTT_CONNECT:
+        add_bytes(o, "client_id", p->u.connect.client_id);
+        cJSON_AddNumberToObject(o, "version", p->u.connect.version);
+        cJSON_AddBoolToObject(o, "clean", p->u.connect.clean_start);
+        cJSON_AddNumberToObject(o, "keepalive", p->u.connect.keep_alive);
+        cJSON_AddBoolToObject(o, "will", p->u.connect.will);
+        break;
+    case IOTC_MQTT_CONNACK:
+        cJSON_AddBoolToObject(o, "session_present", p->u.connack.session_present);
+        cJSON_AddNumberToObject(o, "reason", p->u.connack.reason);
+        break;
+    case IOTC_MQTT_PUBLISH:
+        add_bytes(o, "topic", p->u.publish.topic);
+        cJSON_AddNumberToObject(o, "qos", p->u.publish.qos);
+        if (p->u.publish.qos)
+            cJSON_AddNumberToObject(o, "pid", p->u.publish.packet_id);
+        cJSON_AddBoolToObject(o, "dup", p->u.publish.dup);
+        cJSON_AddBoolToObject(o, "retain", p->u.publish.retain);
+        cJSON_AddNumberToObject(o, "payload_size", (double)p->u.publish.payload.len);
+        break;
+    case IOTC_MQTT_PUBACK:
+    case IOTC_MQTT_PUBREC:
+    case IOTC_MQTT_PUBREL:
+    case IOTC_MQTT_PUBCOMP:
+        cJSON_AddNumberToObject(o, "pid", p->u.ack.packet_id);
+        cJSON_AddNumberToObject(o, "reason", p->u.ack.reason);
+        break;
+    case IOTC_MQTT_SUBSCRIBE: {
+        cJSON_AddNumberToObject(o, "pid", p->u.subscribe.packet_id);
+        cJSON *a = cJSON_AddArrayToObject(o, "filters");
+        size_t pos = 0;
+        iotc_mqtt_sub s;
+        while (a && iotc_mqtt_sub_next(&p->u.subscribe, &pos, &s)) {
+            cJSON *f = cJSON_CreateObject();
+            add_bytes(f, "filter", s.filter);
+            cJSON_AddNumberToObject(f, "qos", s.qos);
+            cJSON_AddItemToArray(a, f);
+        }
+        break;
+    }
+    case IOTC_MQTT_UNSUBSCRIBE: {
+        cJSON_AddNumberToObject(o, "pid", p->u.unsubscribe.packet_id);
+        cJSON *a = cJSON_AddArrayToObject(o, "filters");
+        size_t pos = 0;
+        iotc_mqtt_bytes f;
+        while (a && iotc_mqtt_unsub_next(&p->u.unsubscribe, &pos, &f)) {
+            cJSON *s = cJSON_CreateObject();
+            add_bytes(s, "filter", f);
+            cJSON_AddItemToArray(a, s);
+        }
+        break;
+    }
+    case IOTC_MQTT_SUBACK:
+    case IOTC_MQTT_UNSUBACK: {
+        cJSON_AddNumberToObject(o, "pid", p->u.suback.packet_id);
+        cJSON *a = cJSON_AddArrayToObject(o, "codes");
+        for (size_t i = 0; a && i < p->u.suback.count; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(p->u.suback.codes[i]));
+        break;
+    }
+    case IOTC_MQTT_DISCONNECT:
+    case IOTC_MQTT_AUTH: cJSON_AddNumberToObject(o, "reason", p->u.disconnect.reason); break;
+    default: break;
+    }
+    emit(e, o);
+}
+
+/* ---- plumbing ----------------------------------------------------------- */
+
+static sim_conn *find_conn(const sim_engine *e, sim_conn_id id)
+{
+    return sim_map_get(&e->conns, &id, sizeof id);
+}
+
+static void uuid(sim_engine *e, char out[37])
+{
+    uint64_t a = e->io.random(e->ctx), b = e->io.random(e->ctx);
+    /* Version 4 layout, so tools that parse UUIDs accept it. */
+    snprintf(out, 37, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)((a >> 16) & 0xFFFF),
+             (unsigned)(a & 0xFFF), (unsigned)(0x8000 | ((b >> 48) & 0x3FFF)),
+             (unsigned long long)(b & 0xFFFFFFFFFFFFull));
+}
+
+static bool send_pkt(sim_engine *e, sim_conn *c, const iotc_mqtt_packet *p)
+{
+    if (c->blackholed) {
+        decide(e, c, "blackholed", iotc_mqtt_type_name(p->type));
+        return false;
+    }
+    size_t n;
+    iotc_mqtt_error err;
+    iotc_mqtt_status st = iotc_mqtt_encode(p, c->version, e->out, e->outcap, &n, &err);
+    if (st == IOTC_MQTT_ERR_BUFFER) {
+        uint8_t *nb = realloc(e->out, n);
+        if (!nb) {
+            decide(e, c, "out_of_memory", "encode buffer");
+            return false;
+        }
+        e->out = nb;
+        e->outcap = n;
+        st = iotc_mqtt_encode(p, c->version, e->out, e->outcap, &n, &err);
+    }
+    if (st != IOTC_MQTT_OK) {
+        decide(e, c, "encode_failed", err.what);
+        return false;
+    }
+    if (p->type == IOTC_MQTT_PUBLISH && c->client_max_packet && n > c->client_max_packet) {
+        /* MQTT 5 §3.1.2.11.4: the server must not send it; it is dropped. */
+        decide(e, c, "dropped_over_client_max_packet", NULL);
+        return false;
+    }
+    log_packet(e, c, "out", p, n);
+    e->io.send(e->ctx, c->id, e->out, n);
+    return true;
+}
+
+static void send_disconnect(sim_engine *e, sim_conn *c, uint8_t reason)
+{
+    iotc_mqtt_packet p;
+    memset(&p, 0, sizeof p);
+    p.type = IOTC_MQTT_DISCONNECT;
+    p.u.disconnect.reason = reason;
+    send_pkt(e, c, &p);
+}
+
+static sim_lc_common lc_for(sim_engine *e, const sim_conn *c, const sim_session *s)
+{
+    sim_lc_common lc;
+    memset(&lc, 0, sizeof lc);
+    lc.client_id = s->client_id;
+    lc.thing_name = c->thing;
+    lc.timestamp_ms = e->io.wall_ms ? e->io.wall_ms(e->ctx) : e->now;
+    lc.session_identifier = s->sid;
+    lc.principal = c->principal;
+    lc.ip = c->ip;
+    lc.version_number = c->version_number;
+    return lc;
+}
+
+static void route(sim_engine *e, sim_msg *m);
+
+/* Publishes a lifecycle event [AWS-LIFECYCLE]. */
+static void lifecycle(sim_engine *e, const char *family, const char *event, const char *client_id, char *payload)
+{
+    if (!payload)
+        return;
+    if (!e->cfg.lifecycle_events || !sim_lc_eligible(client_id)) {
+        free(payload);
+        return;
+    }
+    char topic[512];
+    int n = snprintf(topic, sizeof topic, "$aws/events/%s/%s/%s", family, event, client_id);
+    if (n > 0 && (size_t)n < sizeof topic) {
+        iotc_mqtt_bytes t = {(const uint8_t *)topic, (size_t)n};
+        iotc_mqtt_bytes pl = {(const uint8_t *)payload, strlen(payload)};
+        sim_msg *m = sim_msg_new(t, pl, NULL, 1, false, 0, e->now);
+        if (m) {
+            route(e, m);
+            sim_msg_unref(m);
+        }
+    }
+    free(payload);
+}
+
+/* ---- delivery ------------------------------------------------------------ */
+
+static bool send_publish(sim_engine *e, sim_conn *c, const sim_item *it, uint16_t pid)
+{
+    iotc_mqtt_packet p;
+    memset(&p, 0, sizeof p);
+    p.type = IOTC_MQTT_PUBLISH;
+    p.u.publish.qos = it->qos;
+    p.u.publish.retain = it->retain;
+    p.u.publish.topic = it->m->topic;
+    p.u.publish.payload = it->m->payload;
+    p.u.publish.packet_id = pid;
+    if (c->version == IOTC_MQTT_V5)
+        sim_msg_out_props(it->m, e->now, &p.u.publish.props);
+    return send_pkt(e, c, &p);
+}
+
+static void send_qos0(sim_engine *e, sim_conn *c, const sim_item *it)
+{
+    send_publish(e, c, it, 0);
+    /* [AWS-MQTT-QOS0-DUP] QoS 0 is "zero or more times". */
+    bool dup = false;
+    if (e->dup_next) {
+        e->dup_next--;
+        dup = true;
+    } else if (e->cfg.qos0_dup_permille && e->io.random(e->ctx) % 1000 < e->cfg.qos0_dup_permille) {
+        dup = true;
+    }
+    if (dup) {
+        decide(e, c, "qos0_duplicate", NULL);
+        send_publish(e, c, it, 0);
+    }
+}
+
+static bool window_free(const sim_conn *c)
+{
+    return c->s->nfl < c->window;
+}
+
+/* Sends one QoS 1 item into the window; takes over its reference. */
+static void send_qos1(sim_engine *e, sim_conn *c, sim_item it)
+{
+    uint16_t pid = sim_session_next_pid(c->s);
+    if (!sim_session_add_flight(c->s, pid, it, e->now)) {
+        decide(e, c, "out_of_memory", "inflight");
+        sim_msg_unref(it.m);
+        return;
+    }
+    send_publish(e, c, &it, pid);
+}
+
+/* Sends what waits, as far as the window and the SUBACK delay allow. */
+static void pump(sim_engine *e, sim_conn *c)
+{
+    sim_session *s = c->s;
+    if (c->hold_until > e->now)
+        return;
+    while (s->pending.len) {
+        sim_item it = s->pending.v[s->pending.head];
+        if (it.qos == 1 && !window_free(c))
+            break;
+        sim_fifo_pop(&s->pending, &it);
+        if (sim_msg_expired(it.m, e->now)) {
+            decide(e, c, "message_expired", NULL);
+            sim_msg_unref(it.m);
+        } else if (it.qos == 0) {
+            send_qos0(e, c, &it);
+            sim_msg_unref(it.m);
+        } else {
+            send_qos1(e, c, it);
+        }
+    }
+}
+
+/* Takes a new reference to m. */
+static void deliver(sim_engine *e, sim_session *s, sim_msg *m, uint8_t qos, bool retain)
+{
+    sim_item it = {sim_msg_ref(m), qos, retain};
+    sim_conn *c = s->conn;
+    if (!c) {
+        /* [AWS-SESSION-STORE] only QoS 1 for QoS 1 subscriptions is kept. */
+        if (qos == 1 && s->expiry_s > 0) {
+            if (s->stored.len >= e->cfg.max_queued) {
+                decide(e, NULL, "queue_full_dropped", s->client_id);
+            } else if (sim_fifo_push(&s->stored, it)) {
+                return;
+            }
+        }
+        sim_msg_unref(it.m);
+        return;
+    }
+    if (!s->pending.len && c->hold_until <= e->now && (qos == 0 || window_free(c))) {
+        if (qos == 0) {
+            send_qos0(e, c, &it);
+            sim_msg_unref(it.m);
+        } else {
+            send_qos1(e, c, it);
+        }
+        return;
+    }
+    if (!sim_fifo_push(&s->pending, it)) {
+        decide(e, c, "out_of_memory", "pending");
+        sim_msg_unref(it.m);
+    }
+}
+
+static unsigned match_flags(const sim_engine *e)
+{
+    return e->cfg.hash_matches_parent ? IOTC_MATCH_MQTT : IOTC_MATCH_AWS;
+}
+
+/* Fans a message out to every session with a matching subscription: once per
+ * session, at the highest QoS its matching subscriptions grant. */
+static void route(sim_engine *e, sim_msg *m)
+{
+    size_t i;
+    for (sim_map_entry *me = sim_map_first(&e->sessions, &i); me; me = sim_map_next(&e->sessions, &i, me)) {
+        sim_session *s = me->value;
+        int best = -1;
+        bool rap = false;
+        for (size_t k = 0; k < s->nsubs; k++) {
+            const sim_sub *sub = &s->subs[k];
+            if (!iotc_topic_match(sub->filter, sub->len, (const char *)m->topic.data, m->topic.len, match_flags(e)))
+                continue;
+            if (sub->no_local && m->publisher == s->serial)
+                continue;
+            if (sub->qos > best)
+                best = sub->qos;
+            rap |= sub->retain_as_published;
+        }
+        if (best < 0)
+            continue;
+        /* [AWS-MQTT-QOS-MIN] delivery QoS = min(publish, subscription);
+         * [AWS-RETAIN-LIVE-FLAG] live deliveries carry RETAIN = 0. */
+        deliver(e, s, m, (uint8_t)(m->qos < best ? m->qos : best), rap && m->retain);
+    }
+}
+
+/* ---- sessions and connections ------------------------------------------- */
+
+static void delete_session(sim_engine *e, sim_session *s)
+{
+    sim_map_del(&e->sessions, s->client_id, strlen(s->client_id));
+    sim_session_free(s);
+}
+
+static void free_conn(sim_engine *e, sim_conn *c)
+{
+    sim_map_del(&e->conns, &c->id, sizeof c->id);
+    iotc_mqtt_reader_free(&c->rd);
+    sim_msg_unref(c->will);
+    if (c->alias) {
+        for (unsigned i = 0; i <= e->cfg.topic_alias_max; i++)
+            free(c->alias[i]);
+        free(c->alias);
+    }
+    free(c->principal);
+    free(c->thing);
+    free(c->ip);
+    free(c->transport);
+    free(c);
+}
+
+static void store_retained(sim_engine *e, sim_msg *m);
+
+/* The end of a connection, however it came: Will, lifecycle event, session. */
+static void finish(sim_engine *e, sim_conn *c, const char *lc_reason, bool client_initiated, bool will)
+{
+    if (c->state == C_LIVE) {
+        sim_session *s = c->s;
+        char *client_id = strdup(s->client_id);
+        s->conn = NULL;
+        /* [AWS-WILL] on every disconnect but the client's own DISCONNECT. */
+        if (will && c->will) {
+            decide(e, c, "will_published", NULL);
+            if (c->will->retain && e->cfg.retain == SIM_RETAIN_STORE)
+                store_retained(e, c->will);
+            route(e, c->will);
+        }
+        if (client_id) {
+            sim_lc_common lc = lc_for(e, c, s);
+            lc.ip = NULL;
+            lifecycle(e, "presence", "disconnected", client_id, sim_lc_disconnected(&lc, client_initiated, lc_reason));
+        }
+        free(client_id);
+        if (s->expiry_s > 0) {
+            sim_session_requeue(s);
+            s->expires_at = e->now + (uint64_t)s->expiry_s * 1000u;
+        } else {
+            delete_session(e, s);
+        }
+        c->s = NULL;
+    }
+    free_conn(e, c);
+}
+
+/* Server-side close.  v5_reason: the MQTT 5 DISCONNECT to send first (0: none). */
+static void close_conn(sim_engine *e, sim_conn *c, uint8_t v5_reason, const char *lc_reason, const char *detail)
+{
+    if (c->state == C_LIVE && c->version == IOTC_MQTT_V5 && v5_reason)
+        send_disconnect(e, c, v5_reason);
+    cJSON *o = rec(e, c, "decision");
+    if (o) {
+        cJSON_AddStringToObject(o, "what", "close");
+        cJSON_AddStringToObject(o, "reason", lc_reason);
+        if (detail)
+            cJSON_AddStringToObject(o, "detail", detail);
+        emit(e, o);
+    }
+    e->io.close(e->ctx, c->id);
+    finish(e, c, lc_reason, false, true);
+}
+
+static void store_retained(sim_engine *e, sim_msg *m)
+{
+    /* [AWS-RETAIN-STORE] one per topic; an empty payload deletes it. */
+    sim_msg *old = sim_map_del(&e->retained, m->topic.data, m->topic.len);
+    sim_msg_unref(old);
+    if (m->payload.len && sim_map_put(&e->retained, m->topic.data, m->topic.len, m))
+        sim_msg_ref(m);
+}
+
+sim_engine *sim_engine_new(const sim_config *cfg, const sim_io *io, void *ctx)
+{
+    if (!cfg || !io || !io->send || !io->close || !io->random)
+        return NULL;
+    sim_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->cfg = *cfg;
+    e->io = *io;
+    e->ctx = ctx;
+    sim_map_init(&e->conns);
+    sim_map_init(&e->sessions);
+    sim_map_init(&e->clients);
+    sim_map_init(&e->retained);
+    e->next_id = 1;
+    e->next_serial = 1;
+    return e;
+}
+
+void sim_engine_free(sim_engine *e)
+{
+    if (!e)
+        return;
+    size_t i;
+    sim_map_entry *me;
+    /* Connections first: they point at sessions. */
+    while ((me = sim_map_first(&e->conns, &i)) != NULL) {
+        sim_conn *c = me->value;
+        if (c->s)
+            c->s->conn = NULL;
+        c->state = C_AWAIT_CONNECT;
+        free_conn(e, c);
+    }
+    while ((me = sim_map_first(&e->sessions, &i)) != NULL)
+        delete_session(e, me->value);
+    for (me = sim_map_first(&e->clients, &i); me; me = sim_map_next(&e->clients, &i, me))
+        free(me->value);
+    for (me = sim_map_first(&e->retained, &i); me; me = sim_map_next(&e->retained, &i, me))
+        sim_msg_unref(me->value);
+    sim_map_free(&e->conns);
+    sim_map_free(&e->sessions);
+    sim_map_free(&e->clients);
+    sim_map_free(&e->retained);
+    free(e->out);
+    free(e);
+}
+
+const sim_config *sim_engine_config(const sim_engine *e)
+{
+    return &e->cfg;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+sim_conn_id sim_engine_open(sim_engine *e, const sim_conn_info *info, uint64_t now_ms)
+{
+    e->now = now_ms;
+    sim_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return 0;
+    c->id = e->next_id++;
+    c->state = C_AWAIT_CONNECT;
+    c->opened_at = c->last_rx = now_ms;
+    c->version = IOTC_MQTT_V311;
+    iotc_mqtt_reader_init(&c->rd, IOTC_MQTT_V311, e->cfg.max_packet, NULL, 0);
+    if (info) {
+        c->principal = dup_or_null(info->principal);
+        c->thing = dup_or_null(info->thing_name);
+        c->ip = dup_or_null(info->remote_ip);
+        c->transport = dup_or_null(info->transport);
+    }
+    if (!sim_map_put(&e->conns, &c->id, sizeof c->id, c)) {
+        iotc_mqtt_reader_free(&c->rd);
+        free(c->principal);
+        free(c->thing);
+        free(c->ip);
+        free(c->transport);
+        free(c);
+        return 0;
+    }
+    cJSON *o = rec(e, c, "decision");
+    if (o) {
+        cJSON_AddStringToObject(o, "what", "open");
+        if (c->transport)
+            cJSON_AddStringToObject(o, "transport", c->transport);
+        if (c->principal)
+            cJSON_AddStringToObject(o, "principal", c->principal);
+        emit(e, o);
+    }
+    return c->id;
+}
+
+/* ---- CONNECT ------------------------------------------------------------- */
+
+static void send_connack(sim_engine *e, sim_conn *c, bool present, uint8_t reason, const iotc_mqtt_props *props)
+{
+    iotc_mqtt_packet p;
+    memset(&p, 0, sizeof p);
+    p.type = IOTC_MQTT_CONNACK;
+    p.u.connack.session_present = present;
+    p.u.connack.reason = reason;
+    if (props && c->version == IOTC_MQTT_V5)
+        p.u.connack.props = *props;
+    send_pkt(e, c, &p);
+}
+
+/* Refuses a CONNECT: v3 return code or v5 reason (-1: close without CONNACK). */
+static bool refuse(sim_engine *e, sim_conn *c, int v3_code, int v5_code, const char *why)
+{
+    int code = c->version == IOTC_MQTT_V5 ? v5_code : v3_code;
+    if (code >= 0)
+        send_connack(e, c, false, (uint8_t)code, NULL);
+    decide(e, c, "connect_refused", why);
+    e->io.close(e->ctx, c->id);
+    finish(e, c, "CLIENT_ERROR", false, false);
+    return false;
+}
+
+static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *p)
+{
+    c->version = p->version;
+    iotc_mqtt_reader_set_version(&c->rd, p->version);
+    bool v5 = p->version == IOTC_MQTT_V5;
+    char client_id[300];
+    bool assigned = false;
+
+    if (e->refuse_until > e->now)
+        return refuse(e, c, IOTC_V3_CONNACK_SERVER_UNAVAILABLE, IOTC_RC_SERVER_UNAVAILABLE, "fault: refusing connects");
+    /* [AWS-MQTT-QOS2-WILL] v3: close without CONNACK; v5: 0x9B. */
+    if (p->will && p->will_qos == 2)
+        return refuse(e, c, -1, IOTC_RC_QOS_NOT_SUPPORTED, "Will QoS 2");
+    if (p->will && p->will_retain && e->cfg.retain == SIM_RETAIN_DISCONNECT)
+        return refuse(e, c, -1, IOTC_RC_RETAIN_NOT_SUPPORTED, "Will Retain (retain not supported in this profile)");
+    /* [AWS-CLIENTID-LIMIT] */
+    if (p->client_id.len > e->cfg.max_client_id)
+        return refuse(e, c, IOTC_V3_CONNACK_ID_REJECTED, IOTC_RC_CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
+    if (p->client_id.len >= 5 && memcmp(p->client_id.data, "$GEN/", 5) == 0)
+        return refuse(e, c, IOTC_V3_CONNACK_ID_REJECTED, IOTC_RC_CLIENT_IDENTIFIER_NOT_VALID,
+                      "client id with the reserved $GEN/ prefix");
+    if (memchr(p->client_id.data ? (const void *)p->client_id.data : "", 0, p->client_id.len))
+        return refuse(e, c, IOTC_V3_CONNACK_ID_REJECTED, IOTC_RC_CLIENT_IDENTIFIER_NOT_VALID, "NUL in client id");
+    if (p->client_id.len == 0) {
+        if (!v5 && !p->clean_start)
+            return refuse(e, c, IOTC_V3_CONNACK_ID_REJECTED, IOTC_RC_CLIENT_IDENTIFIER_NOT_VALID,
+                          "empty client id with a persistent session");
+        char u[37];
+        uuid(e, u);
+        snprintf(client_id, sizeof client_id, "$GEN/%s", u);
+        assigned = true;
+    } else {
+        memcpy(client_id, p->client_id.data, p->client_id.len);
+        client_id[p->client_id.len] = 0;
+    }
+    size_t idlen = strlen(client_id);
+
+    /* [AWS-CONNECT-RATE] one CONNECT per client id per interval. */
+    client_rec *cr = sim_map_get(&e->clients, client_id, idlen);
+    if (cr && e->cfg.connect_interval_ms && e->now < cr->last_connect + e->cfg.connect_interval_ms) {
+        cr->last_connect = e->now;
+        return refuse(e, c, -1, IOTC_RC_QUOTA_EXCEEDED, "connect rate per client id exceeded (THROTTLED)");
+    }
+    if (!cr) {
+        cr = calloc(1, sizeof *cr);
+        if (!cr || !sim_map_put(&e->clients, client_id, idlen, cr)) {
+            free(cr);
+            return refuse(e, c, IOTC_V3_CONNACK_SERVER_UNAVAILABLE, IOTC_RC_SERVER_UNAVAILABLE, "out of memory");
+        }
+    }
+    cr->last_connect = e->now;
+
+    /* [AWS-TAKEOVER] the older connection is closed; the classic profile
+     * first sends it a CONNACK too. */
+    sim_session *s = sim_map_get(&e->sessions, client_id, idlen);
+    if (s && s->conn) {
+        sim_conn *old = s->conn;
+        if (e->cfg.takeover_connack_both)
+            send_connack(e, old, false, 0, NULL);
+        close_conn(e, old, IOTC_RC_SESSION_TAKEN_OVER, "DUPLICATE_CLIENTID", "client id taken over");
+        s = sim_map_get(&e->sessions, client_id, idlen);
+    }
+
+    /* Session: [AWS-SESSION-VERSION] sessions do not cross versions. */
+    uint32_t expiry = 0;
+    bool expiry_clamped = false;
+    if (v5) {
+        if (p->props.present & IOTC_PROP_BIT(IOTC_PROP_SESSION_EXPIRY_INTERVAL))
+            expiry = p->props.session_expiry_interval;
+        if (expiry > e->cfg.session_expiry_s) {
+            expiry = e->cfg.session_expiry_s;
+            expiry_clamped = true;
+        }
+    } else if (!p->clean_start) {
+        expiry = e->cfg.session_expiry_s;
+    }
+    bool present = false;
+    if (s && (p->clean_start || s->version != p->version)) {
+        decide(e, c, "session_discarded", p->clean_start ? "clean start" : "other protocol version");
+        delete_session(e, s);
+        s = NULL;
+    }
+    if (s) {
+        present = true;
+    } else {
+        char sid[37];
+        uuid(e, sid);
+        s = sim_session_new(client_id, p->version, e->next_serial++, sid);
+        if (!s || !sim_map_put(&e->sessions, client_id, idlen, s)) {
+            sim_session_free(s);
+            return refuse(e, c, IOTC_V3_CONNACK_SERVER_UNAVAILABLE, IOTC_RC_SERVER_UNAVAILABLE, "out of memory");
+        }
+    }
+    s->expiry_s = expiry;
+    s->expires_at = 0;
+
+    /* [AWS-KEEPALIVE] 0 means the maximum; clamped to min..max. */
+    uint16_t ka = p->keep_alive;
+    if (ka == 0 || ka > e->cfg.keepalive_max)
+        ka = e->cfg.keepalive_max;
+    else if (ka < e->cfg.keepalive_min)
+        ka = e->cfg.keepalive_min;
+    c->keepalive = ka;
+
+    c->window = (uint16_t)(e->cfg.max_inflight > 65535 ? 65535 : e->cfg.max_inflight);
+    if (v5 && (p->props.present & IOTC_PROP_BIT(IOTC_PROP_RECEIVE_MAXIMUM)) && p->props.receive_maximum < c->window)
+        c->window = p->props.receive_maximum;
+    if (v5 && (p->props.present & IOTC_PROP_BIT(IOTC_PROP_MAXIMUM_PACKET_SIZE)))
+        c->client_max_packet = p->props.maximum_packet_size;
+
+    if (p->will) {
+        iotc_mqtt_props wp = p->will_props;
+        c->will = sim_msg_new(p->will_topic, p->will_payload, v5 ? &wp : NULL, p->will_qos, p->will_retain, s->serial,
+                              e->now);
+    }
+
+    s->conn = c;
+    c->s = s;
+    c->state = C_LIVE;
+    c->version_number = ++cr->version_number;
+    c->replay_next = e->now;
+
+    iotc_mqtt_props ap;
+    memset(&ap, 0, sizeof ap);
+    if (v5) {
+        /* [AWS-MQTT5-CONNACK] what IoT Core advertises (aws-broker.md §3.2). */
+        ap.present = IOTC_PROP_BIT(IOTC_PROP_MAXIMUM_QOS) | IOTC_PROP_BIT(IOTC_PROP_RETAIN_AVAILABLE) |
+                     IOTC_PROP_BIT(IOTC_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE) |
+                     IOTC_PROP_BIT(IOTC_PROP_SUBSCRIPTION_IDENTIFIER_AVAILABLE) |
+                     IOTC_PROP_BIT(IOTC_PROP_SHARED_SUBSCRIPTION_AVAILABLE) |
+                     IOTC_PROP_BIT(IOTC_PROP_TOPIC_ALIAS_MAXIMUM) | IOTC_PROP_BIT(IOTC_PROP_MAXIMUM_PACKET_SIZE) |
+                     IOTC_PROP_BIT(IOTC_PROP_RECEIVE_MAXIMUM);
+        ap.maximum_qos = 1;
+        ap.retain_available = e->cfg.retain == SIM_RETAIN_STORE;
+        ap.wildcard_subscription_available = 1;
+        ap.subscription_identifier_available = 0;
+        ap.shared_subscription_available = 0; /* not simulated yet: refused with 0x9E */
+        ap.topic_alias_maximum = e->cfg.topic_alias_max;
+        ap.maximum_packet_size = e->cfg.max_packet;
+        ap.receive_maximum = (uint16_t)(e->cfg.max_inflight ? (e->cfg.max_inflight > 65535 ? 65535 : e->cfg.max_inflight) : 1);
+        if (expiry_clamped) {
+            ap.present |= IOTC_PROP_BIT(IOTC_PROP_SESSION_EXPIRY_INTERVAL);
+            ap.session_expiry_interval = expiry;
+        }
+        if (ka != p->keep_alive) {
+            ap.present |= IOTC_PROP_BIT(IOTC_PROP_SERVER_KEEP_ALIVE);
+            ap.server_keep_alive = ka;
+        }
+        if (assigned) {
+            ap.present |= IOTC_PROP_BIT(IOTC_PROP_ASSIGNED_CLIENT_IDENTIFIER);
+            ap.assigned_client_identifier = iotc_mqtt_str(s->client_id);
+        }
+        if (e->cfg.topic_alias_max) {
+            c->alias = calloc((size_t)e->cfg.topic_alias_max + 1, sizeof *c->alias);
+            if (!c->alias)
+                ap.topic_alias_maximum = 0;
+        }
+    }
+    send_connack(e, c, present, 0, &ap);
+    sim_lc_common lc = lc_for(e, c, s);
+    lifecycle(e, "presence", "connected", s->client_id, sim_lc_connected(&lc));
+    return true;
+}
+
+/* ---- PUBLISH ------------------------------------------------------------- */
+
+typedef enum { TOPIC_NORMAL, TOPIC_INGEST, TOPIC_FORBIDDEN } topic_kind;
+
+/* [AWS-RESERVED-TOPICS] which reserved topics a client may publish to. */
+static topic_kind publish_kind(const char *t, size_t len)
+{
+    if (len == 0 || t[0] != '$')
+        return TOPIC_NORMAL;
+    if (len > 11 && strncmp(t, "$aws/rules/", 11) == 0)
+        return TOPIC_INGEST;
+    static const char *const ok[] = {"$aws/things/", "$aws/certificates/", "$aws/provisioning-templates/",
+                                     "$aws/device_location/", "$aws/commands/"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (len > strlen(ok[i]) && strncmp(t, ok[i], strlen(ok[i])) == 0)
+            return TOPIC_NORMAL;
+    return TOPIC_FORBIDDEN;
+}
+
+static void puback(sim_engine *e, sim_conn *c, uint16_t pid, uint8_t reason)
+{
+    iotc_mqtt_packet p;
+    memset(&p, 0, sizeof p);
+    p.type = IOTC_MQTT_PUBACK;
+    p.u.ack.packet_id = pid;
+    p.u.ack.reason = c->version == IOTC_MQTT_V5 ? reason : 0;
+    send_pkt(e, c, &p);
+}
+
+static void refill(sim_engine *e, sim_conn *c)
+{
+    if (c->tokens_at == 0) {
+        c->pub_tokens = e->cfg.publish_rate;
+        c->byte_tokens = e->cfg.throughput;
+        c->tokens_at = e->now ? e->now : 1;
+        return;
+    }
+    double dt = (double)(e->now - c->tokens_at) / 1000.0;
+    c->tokens_at = e->now ? e->now : 1;
+    c->pub_tokens += dt * e->cfg.publish_rate;
+    if (c->pub_tokens > e->cfg.publish_rate)
+        c->pub_tokens = e->cfg.publish_rate;
+    c->byte_tokens += dt * e->cfg.throughput;
+    if (c->byte_tokens > e->cfg.throughput)
+        c->byte_tokens = e->cfg.throughput;
+}
+
+static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
+{
+    bool v5 = c->version == IOTC_MQTT_V5;
+    /* [AWS-MQTT-QOS2-PUB] v3: dropped silently; v5: DISCONNECT 0x9B. */
+    if (p->qos == 2) {
+        if (v5) {
+            close_conn(e, c, IOTC_RC_QOS_NOT_SUPPORTED, "CLIENT_ERROR", "PUBLISH QoS 2");
+            return false;
+        }
+        decide(e, c, "qos2_publish_dropped", NULL);
+        return true;
+    }
+    /* [AWS-PAYLOAD-LIMIT] */
+    if (p->payload.len > e->cfg.max_payload) {
+        close_conn(e, c, IOTC_RC_PACKET_TOO_LARGE, "CLIENT_ERROR", "payload over the limit");
+        return false;
+    }
+    /* MQTT 5 topic aliases (inbound only; the broker never sends one). */
+    if (v5 && (p->props.present & IOTC_PROP_BIT(IOTC_PROP_TOPIC_ALIAS))) {
+        uint16_t a = p->props.topic_alias;
+        if (!c->alias || a > e->cfg.topic_alias_max) {
+            close_conn(e, c, IOTC_RC_TOPIC_ALIAS_INVALID, "CLIENT_ERROR", "Topic Alias over the maximum");
+            return false;
+        }
+        if (p->topic.len == 0) {
+            if (!c->alias[a]) {
+                close_conn(e, c, IOTC_RC_PROTOCOL_ERROR, "CLIENT_ERROR", "unknown Topic Alias");
+                return false;
+            }
+            p->topic = iotc_mqtt_str(c->alias[a]);
+        } else {
+            char *t = malloc(p->topic.len + 1);
+            if (t) {
+                memcpy(t, p->topic.data, p->topic.len);
+                t[p->topic.len] = 0;
+                free(c->alias[a]);
+                c->alias[a] = t;
+            }
+        }
+    }
+    const char *topic = (const char *)p->topic.data;
+    /* [AWS-TOPIC-LIMITS] 256 bytes, 7 slashes, $aws/rules/<r>/ exempt. */
+    iotc_aws_topic_limits lim = {e->cfg.max_topic_bytes, e->cfg.max_topic_slashes};
+    if (iotc_aws_topic_limits_check(topic, p->topic.len, false, &lim) != IOTC_TOPIC_OK) {
+        if (v5 && p->qos == 1) {
+            puback(e, c, p->packet_id, IOTC_RC_TOPIC_NAME_INVALID);
+            decide(e, c, "publish_refused", "topic over the AWS IoT limits");
+            return true;
+        }
+        close_conn(e, c, IOTC_RC_TOPIC_NAME_INVALID, "CLIENT_ERROR", "topic over the AWS IoT limits");
+        return false;
+    }
+    topic_kind kind = publish_kind(topic, p->topic.len);
+    if (kind == TOPIC_FORBIDDEN || (p->retain && p->topic.len && topic[0] == '$')) {
+        if (v5) {
+            if (p->qos == 1)
+                puback(e, c, p->packet_id, IOTC_RC_NOT_AUTHORIZED);
+            decide(e, c, "publish_refused", "reserved topic");
+            return true;
+        }
+        close_conn(e, c, 0, "AUTH_ERROR", "publish to a reserved topic");
+        return false;
+    }
+    /* [AWS-RETAIN] classic: a retain request disconnects. */
+    if (p->retain && e->cfg.retain == SIM_RETAIN_DISCONNECT) {
+        close_conn(e, c, IOTC_RC_RETAIN_NOT_SUPPORTED, "CLIENT_ERROR", "retain not supported in this profile");
+        return false;
+    }
+    /* [AWS-PUBLISH-RATE] over 100/s per connection: discarded. */
+    refill(e, c);
+    if (e->cfg.publish_rate) {
+        if (c->pub_tokens < 1.0) {
+            decide(e, c, "publish_rate_discarded", NULL);
+            if (v5 && p->qos == 1)
+                puback(e, c, p->packet_id, IOTC_RC_QUOTA_EXCEEDED);
+            return true;
+        }
+        c->pub_tokens -= 1.0;
+    }
+    if (kind == TOPIC_INGEST) {
+        decide(e, c, "rules_ingest", topic);
+    } else {
+        iotc_mqtt_props props = p->props;
+        if (v5 && (props.present & IOTC_PROP_BIT(IOTC_PROP_MESSAGE_EXPIRY_INTERVAL))) {
+            /* [AWS-MQTT5-EXPIRY] 1..604800 s, clamped. */
+            if (props.message_expiry_interval < 1)
+                props.message_expiry_interval = 1;
+            if (props.message_expiry_interval > 604800)
+                props.message_expiry_interval = 604800;
+        }
+        sim_msg *m = sim_msg_new(p->topic, p->payload, v5 ? &props : NULL, p->qos, p->retain, c->s->serial, e->now);
+        if (!m) {
+            decide(e, c, "out_of_memory", "message");
+            return true; /* no PUBACK: the client will resend */
+        }
+        if (p->retain)
+            store_retained(e, m);
+        route(e, m);
+        sim_msg_unref(m);
+    }
+    if (p->qos == 1)
+        puback(e, c, p->packet_id, 0);
+    return true;
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE --------------------------------------------- */
+
+/* [AWS-RESERVED-TOPICS] which reserved filters a client may subscribe to. */
+static bool subscribe_allowed(const char *f, size_t len)
+{
+    if (len == 0 || f[0] != '$')
+        return true;
+    if (len >= 11 && strncmp(f, "$aws/rules/", 11) == 0)
+        return false;
+    return len > 5 && strncmp(f, "$aws/", 5) == 0;
+}
+
+static bool is_wild(const char *f, size_t len)
+{
+    return memchr(f, '+', len) || memchr(f, '#', len);
+}
+
+/* What one filter of a SUBSCRIBE came to. */
+typedef struct {
+    uint8_t code;
+    bool added;     /* a new subscription, not a replacement */
+    size_t at;      /* its index in the session, when granted */
+} sub_result;
+
+/* Applies one filter; false if the connection had to be closed. */
+static bool subscribe_one(sim_engine *e, sim_conn *c, const iotc_mqtt_sub *sub, sub_result *r)
+{
+    bool v5 = c->version == IOTC_MQTT_V5;
+    sim_session *s = c->s;
+    const char *f = (const char *)sub->filter.data;
+    size_t len = sub->filter.len;
+    iotc_aws_topic_limits lim = {e->cfg.max_topic_bytes, e->cfg.max_topic_slashes};
+    r->code = v5 ? IOTC_RC_UNSPECIFIED_ERROR : IOTC_V3_SUBACK_FAILURE;
+    r->at = SIZE_MAX;
+    if (iotc_topic_split_share(f, len, NULL, NULL, NULL, NULL)) {
+        r->code = v5 ? IOTC_RC_SHARED_SUBSCRIPTIONS_NOT_SUPPORTED : IOTC_V3_SUBACK_FAILURE;
+        decide(e, c, "shared_subscription_refused", "not simulated yet");
+        return true;
+    }
+    if (iotc_aws_topic_limits_check(f, len, true, &lim) != IOTC_TOPIC_OK) {
+        if (!v5) {
+            close_conn(e, c, 0, "CLIENT_ERROR", "filter over the AWS IoT limits");
+            return false;
+        }
+        r->code = IOTC_RC_TOPIC_FILTER_INVALID;
+        return true;
+    }
+    if (!subscribe_allowed(f, len)) {
+        if (!v5) {
+            close_conn(e, c, 0, "AUTH_ERROR", "subscribe to a reserved topic");
+            return false;
+        }
+        r->code = IOTC_RC_NOT_AUTHORIZED;
+        return true;
+    }
+    bool exists = false;
+    for (size_t k = 0; k < s->nsubs && !exists; k++)
+        exists = s->subs[k].len == len && memcmp(s->subs[k].filter, f, len) == 0;
+    if (!exists && s->nsubs >= e->cfg.max_subscriptions) {
+        /* [AWS-SUB-PER-CONN] */
+        if (e->cfg.over_subscriptions == SIM_OVER_SUBS_DISCONNECT) {
+            close_conn(e, c, IOTC_RC_QUOTA_EXCEEDED, "CLIENT_ERROR", "subscriptions per connection exceeded");
+            return false;
+        }
+        r->code = v5 ? IOTC_RC_QUOTA_EXCEEDED : IOTC_V3_SUBACK_FAILURE;
+        return true;
+    }
+    /* MQTT 5 lets a server grant less than asked: QoS 2 becomes 1. */
+    sim_sub opts = {NULL, 0, sub->qos > 1 ? 1 : sub->qos, sub->no_local, sub->retain_as_published,
+                    sub->retain_handling};
+    if (sim_session_subscribe(s, f, len, &opts, &r->added, &r->at))
+        r->code = opts.qos;
+    return true;
+}
+
+static bool handle_subscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_subscribe *p)
+{
+    bool v5 = c->version == IOTC_MQTT_V5;
+    sim_session *s = c->s;
+    /* [AWS-SUB-PER-PACKET] more than 8 filters: dropped, no SUBACK. */
+    if (p->count > e->cfg.max_filters_per_subscribe) {
+        close_conn(e, c, IOTC_RC_QUOTA_EXCEEDED, "CLIENT_ERROR", "too many filters in one SUBSCRIBE");
+        return false;
+    }
+    if (v5 && p->props.sub_id_count) {
+        close_conn(e, c, IOTC_RC_SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, "CLIENT_ERROR", "Subscription Identifier");
+        return false;
+    }
+    size_t pos = 0;
+    iotc_mqtt_sub sub;
+    if (!v5) {
+        /* [AWS-MQTT-QOS2-SUB] v3 SUBSCRIBE with a QoS 2 filter: no SUBACK. */
+        while (iotc_mqtt_sub_next(p, &pos, &sub)) {
+            if (sub.qos == 2) {
+                if (e->cfg.v3_qos2_subscribe_close) {
+                    close_conn(e, c, 0, "CLIENT_ERROR", "SUBSCRIBE with QoS 2");
+                    return false;
+                }
+                decide(e, c, "qos2_subscribe_ignored", "no SUBACK");
+                return true;
+            }
+        }
+    }
+    size_t n = p->count;
+    sub_result *res = calloc(n, sizeof *res);
+    uint8_t *codes = calloc(n, 1);
+    const char **granted = calloc(n, sizeof *granted);
+    if (!res || !codes || !granted) {
+        free(res);
+        free(codes);
+        free(granted);
+        close_conn(e, c, IOTC_RC_UNSPECIFIED_ERROR, "SERVER_ERROR", "out of memory");
+        return false;
+    }
+    size_t i = 0, ngranted = 0;
+    bool alive = true;
+    pos = 0;
+    while (i < n && iotc_mqtt_sub_next(p, &pos, &sub)) {
+        if (!(alive = subscribe_one(e, c, &sub, &res[i])))
+            break;
+        codes[i] = res[i].code;
+        i++;
+    }
+    if (alive) {
+        iotc_mqtt_packet a;
+        memset(&a, 0, sizeof a);
+        a.type = IOTC_MQTT_SUBACK;
+        a.u.suback.packet_id = p->packet_id;
+        a.u.suback.codes = codes;
+        a.u.suback.count = i;
+        send_pkt(e, c, &a);
+        /* [AWS-SUBACK-DELAY] */
+        if (e->cfg.suback_delay_ms)
+            c->hold_until = e->now + e->cfg.suback_delay_ms;
+        for (size_t k = 0; k < i; k++)
+            if (res[k].at != SIZE_MAX)
+                granted[ngranted++] = s->subs[res[k].at].filter;
+        if (ngranted) {
+            sim_lc_common lc = lc_for(e, c, s);
+            lifecycle(e, "subscriptions", "subscribed", s->client_id,
+                      sim_lc_subscriptions(&lc, "subscribed", granted, ngranted));
+        }
+        /* [AWS-RETAIN-EXACT] a stored message goes only to exact-match
+         * filters, with RETAIN = 1; MQTT 5 Retain Handling is honoured. */
+        for (size_t k = 0; k < i && e->cfg.retain == SIM_RETAIN_STORE; k++) {
+            if (res[k].at == SIZE_MAX)
+                continue;
+            const sim_sub *ns = &s->subs[res[k].at];
+            if (ns->retain_handling == 2 || (ns->retain_handling == 1 && !res[k].added) || is_wild(ns->filter, ns->len))
+                continue;
+            sim_msg *m = sim_map_get(&e->retained, ns->filter, ns->len);
+            if (m && !sim_msg_expired(m, e->now))
+                deliver(e, s, m, (uint8_t)(m->qos < ns->qos ? m->qos : ns->qos), true);
+        }
+    }
+    free(res);
+    free(codes);
+    free(granted);
+    return alive;
+}
+
+static bool handle_unsubscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_unsubscribe *p)
+{
+    sim_session *s = c->s;
+    if (p->count > e->cfg.max_filters_per_subscribe) {
+        close_conn(e, c, IOTC_RC_QUOTA_EXCEEDED, "CLIENT_ERROR", "too many filters in one UNSUBSCRIBE");
+        return false;
+    }
+    uint8_t codes[256];
+    char *names[256];
+    size_t i = 0, n = 0;
+    size_t pos = 0;
+    iotc_mqtt_bytes f;
+    while (iotc_mqtt_unsub_next(p, &pos, &f) && i < 256) {
+        bool had = sim_session_unsubscribe(s, (const char *)f.data, f.len);
+        codes[i++] = had ? 0 : IOTC_RC_NO_SUBSCRIPTION_EXISTED;
+        char *copy = malloc(f.len + 1);
+        if (copy) {
+            memcpy(copy, f.data, f.len);
+            copy[f.len] = 0;
+            names[n++] = copy;
+        }
+    }
+    iotc_mqtt_packet a;
+    memset(&a, 0, sizeof a);
+    a.type = IOTC_MQTT_UNSUBACK;
+    a.u.suback.packet_id = p->packet_id;
+    if (c->version == IOTC_MQTT_V5) {
+        a.u.suback.codes = codes;
+        a.u.suback.count = i;
+    }
+    send_pkt(e, c, &a);
+    sim_lc_common lc = lc_for(e, c, s);
+    lifecycle(e, "subscriptions", "unsubscribed", s->client_id,
+              sim_lc_subscriptions(&lc, "unsubscribed", (const char *const *)names, n));
+    for (size_t k = 0; k < n; k++)
+        free(names[k]);
+    return true;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static bool handle(sim_engine *e, sim_conn *c, iotc_mqtt_packet *p)
+{
+    if (c->state == C_AWAIT_CONNECT) {
+        if (p->type != IOTC_MQTT_CONNECT) {
+            decide(e, c, "close", "packet before CONNECT");
+            e->io.close(e->ctx, c->id);
+            finish(e, c, "CLIENT_ERROR", false, false);
+            return false;
+        }
+        return handle_connect(e, c, &p->u.connect);
+    }
+    switch (p->type) {
+    case IOTC_MQTT_CONNECT:
+        /* [AWS-SECOND-CONNECT] */
+        close_conn(e, c, IOTC_RC_PROTOCOL_ERROR, "CLIENT_ERROR", "second CONNECT");
+        return false;
+    case IOTC_MQTT_PUBLISH: return handle_publish(e, c, &p->u.publish);
+    case IOTC_MQTT_PUBACK: {
+        sim_item it;
+        if (sim_session_ack(c->s, p->u.ack.packet_id, &it))
+            sim_msg_unref(it.m);
+        else
+            decide(e, c, "puback_unknown_pid", NULL);
+        pump(e, c);
+        return true;
+    }
+    case IOTC_MQTT_SUBSCRIBE: return handle_subscribe(e, c, &p->u.subscribe);
+    case IOTC_MQTT_UNSUBSCRIBE: return handle_unsubscribe(e, c, &p->u.unsubscribe);
+    case IOTC_MQTT_PINGREQ: {
+        iotc_mqtt_packet r;
+        memset(&r, 0, sizeof r);
+        r.type = IOTC_MQTT_PINGRESP;
+        send_pkt(e, c, &r);
+        return true;
+    }
+    case IOTC_MQTT_DISCONNECT: {
+        sim_session *s = c->s;
+        bool will = false;
+        if (c->version == IOTC_MQTT_V5) {
+            const iotc_mqtt_props *dp = &p->u.disconnect.props;
+            if (dp->present & IOTC_PROP_BIT(IOTC_PROP_SESSION_EXPIRY_INTERVAL)) {
+                uint32_t v = dp->session_expiry_interval;
+                if (s->expiry_s == 0 && v > 0) {
+                    close_conn(e, c, IOTC_RC_PROTOCOL_ERROR, "CLIENT_ERROR",
+                               "DISCONNECT raised a zero Session Expiry Interval");
+                    return false;
+                }
+                s->expiry_s = v > e->cfg.session_expiry_s ? e->cfg.session_expiry_s : v;
+            }
+            will = p->u.disconnect.reason == IOTC_RC_DISCONNECT_WITH_WILL;
+        }
+        decide(e, c, "close", "client DISCONNECT");
+        e->io.close(e->ctx, c->id);
+        finish(e, c, "CLIENT_INITIATED_DISCONNECT", true, will);
+        return false;
+    }
+    default:
+        /* PUBREC, PUBREL, PUBCOMP (no QoS 2 at AWS), CONNACK, SUBACK... from a client, AUTH. */
+        close_conn(e, c, IOTC_RC_PROTOCOL_ERROR, "CLIENT_ERROR", "packet type not supported from a client");
+        return false;
+    }
+}
+
+size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size_t len, uint64_t now_ms)
+{
+    e->now = now_ms;
+    sim_conn *c = find_conn(e, id);
+    if (!c)
+        return len;
+    if (c->blackholed) {
+        decide(e, c, "blackholed", "input dropped");
+        return len;
+    }
+    size_t taken = 0;
+    while (taken < len) {
+        if (c->state == C_LIVE && e->cfg.throughput) {
+            refill(e, c);
+            if (c->byte_tokens < 0) {
+                /* [AWS-THROUGHPUT] over 512 KiB/s: delayed, not dropped. */
+                decide(e, c, "throughput_delayed", NULL);
+                return taken;
+            }
+        }
+        size_t used;
+        iotc_mqtt_packet p;
+        iotc_mqtt_error err;
+        iotc_mqtt_status st = iotc_mqtt_reader_feed(&c->rd, data + taken, len - taken, &used, &p, &err);
+        taken += used;
+        if (st == IOTC_MQTT_NEED_MORE)
+            break;
+        if (st != IOTC_MQTT_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s at offset %zu: %s", iotc_mqtt_status_str(st), err.offset, err.what);
+            if (c->state == C_AWAIT_CONNECT) {
+                if (st == IOTC_MQTT_ERR_UNSUPPORTED_VERSION) {
+                    /* MQTT 3.1.1 §3.1.2.2: answer with return code 1, then close. */
+                    static const uint8_t ack[] = {0x20, 0x02, 0x00, 0x01};
+                    e->io.send(e->ctx, c->id, ack, sizeof ack);
+                }
+                decide(e, c, "close", why);
+                e->io.close(e->ctx, c->id);
+                finish(e, c, "CLIENT_ERROR", false, false);
+            } else {
+                close_conn(e, c, err.reason, "CLIENT_ERROR", why);
+            }
+            return len;
+        }
+        c->last_rx = now_ms;
+        if (c->state == C_LIVE && e->cfg.throughput)
+            c->byte_tokens -= (double)used;
+        log_packet(e, c, "in", &p, used);
+        if (!handle(e, c, &p))
+            return len; /* the connection is gone */
+    }
+    return taken;
+}
+
+void sim_engine_lost(sim_engine *e, sim_conn_id id, uint64_t now_ms)
+{
+    e->now = now_ms;
+    sim_conn *c = find_conn(e, id);
+    if (!c)
+        return;
+    decide(e, c, "lost", NULL);
+    finish(e, c, "CONNECTION_LOST", false, true);
+}
+
+/* ---- timers --------------------------------------------------------------- */
+
+static uint64_t min64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Runs one live connection's timers; false if it was closed. */
+static bool conn_timers(sim_engine *e, sim_conn *c, uint64_t *next)
+{
+    uint64_t now = e->now;
+    if (c->state == C_AWAIT_CONNECT) {
+        uint64_t dl = c->opened_at + e->cfg.connect_timeout_ms;
+        if (e->cfg.connect_timeout_ms && now >= dl) {
+            decide(e, c, "close", "no CONNECT in time");
+            e->io.close(e->ctx, c->id);
+            finish(e, c, "CLIENT_ERROR", false, false);
+            return false;
+        }
+        if (e->cfg.connect_timeout_ms)
+            *next = min64(*next, dl);
+        return true;
+    }
+    /* [AWS-KEEPALIVE] 1.5 x keep-alive without traffic. */
+    uint64_t ka_dl = c->last_rx + (uint64_t)c->keepalive * 1500u;
+    if (now >= ka_dl) {
+        close_conn(e, c, IOTC_RC_KEEP_ALIVE_TIMEOUT, "MQTT_KEEP_ALIVE_TIMEOUT", NULL);
+        return false;
+    }
+    *next = min64(*next, ka_dl);
+    sim_session *s = c->s;
+    /* [AWS-QOS1-REDELIVERY] a new packet id and no DUP flag. */
+    for (size_t i = 0; i < s->nfl && !c->blackholed; i++) {
+        sim_flight *f = &s->fl[i];
+        if (now - f->first_sent >= e->cfg.qos1_retry_max_ms || sim_msg_expired(f->it.m, now)) {
+            decide(e, c, "qos1_given_up", NULL);
+            sim_item it;
+            sim_session_ack(s, f->pid, &it);
+            sim_msg_unref(it.m);
+            i--;
+            continue;
+        }
+        if (e->cfg.qos1_retry_ms && now - f->last_sent >= e->cfg.qos1_retry_ms) {
+            f->pid = 0; /* frees its id for the pick below */
+            f->pid = sim_session_next_pid(s);
+            f->last_sent = now;
+            decide(e, c, "qos1_redelivery", NULL);
+            send_publish(e, c, &f->it, f->pid);
+        }
+        if (e->cfg.qos1_retry_ms)
+            *next = min64(*next, f->last_sent + e->cfg.qos1_retry_ms);
+    }
+    if (c->hold_until && now >= c->hold_until) {
+        c->hold_until = 0;
+        pump(e, c);
+    } else if (c->hold_until) {
+        *next = min64(*next, c->hold_until);
+    }
+    /* [AWS-SESSION-REPLAY] stored messages at no more than replay_rate/s. */
+    while (s->stored.len && now >= c->replay_next && window_free(c) && !c->hold_until) {
+        sim_item it;
+        sim_fifo_pop(&s->stored, &it);
+        if (sim_msg_expired(it.m, now)) {
+            decide(e, c, "message_expired", NULL);
+            sim_msg_unref(it.m);
+            continue;
+        }
+        send_qos1(e, c, it);
+        uint64_t gap = e->cfg.replay_rate ? 1000u / e->cfg.replay_rate : 0;
+        c->replay_next = (c->replay_next > now ? c->replay_next : now) + gap;
+    }
+    if (s->stored.len && window_free(c))
+        *next = min64(*next, c->replay_next);
+    if (e->cfg.throughput && c->byte_tokens < 0) {
+        uint64_t wait = (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1;
+        *next = min64(*next, now + wait);
+    }
+    return true;
+}
+
+uint64_t sim_engine_tick(sim_engine *e, uint64_t now_ms)
+{
+    e->now = now_ms;
+    uint64_t next = UINT64_MAX;
+    /* Collect first: timers may close connections and delete sessions. */
+    size_t n = e->conns.count, k = 0, i;
+    sim_conn_id *ids = n ? malloc(n * sizeof *ids) : NULL;
+    if (n && !ids)
+        return now_ms + 10;
+    for (sim_map_entry *me = sim_map_first(&e->conns, &i); me && k < n; me = sim_map_next(&e->conns, &i, me))
+        ids[k++] = ((sim_conn *)me->value)->id;
+    for (size_t j = 0; j < k; j++) {
+        sim_conn *c = find_conn(e, ids[j]);
+        if (c)
+            conn_timers(e, c, &next);
+    }
+    free(ids);
+    /* [AWS-SESSION-EXPIRY] */
+    n = e->sessions.count;
+    sim_session **dead = n ? malloc(n * sizeof *dead) : NULL;
+    k = 0;
+    for (sim_map_entry *me = sim_map_first(&e->sessions, &i); me; me = sim_map_next(&e->sessions, &i, me)) {
+        sim_session *s = me->value;
+        if (s->conn || !s->expires_at)
+            continue;
+        if (now_ms >= s->expires_at) {
+            if (dead)
+                dead[k++] = s;
+        } else {
+            next = min64(next, s->expires_at);
+        }
+    }
+    for (size_t j = 0; j < k; j++) {
+        decide(e, NULL, "session_expired", dead[j]->client_id);
+        delete_session(e, dead[j]);
+    }
+    free(dead);
+    return next;
+}
+
+/* ---- control ------------------------------------------------------------- */
+
+bool sim_engine_drop(sim_engine *e, sim_conn_id id, uint8_t reason, const char *why, uint64_t now_ms)
+{
+    e->now = now_ms;
+    sim_conn *c = find_conn(e, id);
+    if (!c)
+        return false;
+    close_conn(e, c, reason, "SERVER_INITIATED_DISCONNECT", why ? why : "fault: drop");
+    return true;
+}
+
+void sim_engine_refuse_until(sim_engine *e, uint64_t until_ms)
+{
+    e->refuse_until = until_ms;
+    decide(e, NULL, "fault_refuse_connects", NULL);
+}
+
+bool sim_engine_blackhole(sim_engine *e, sim_conn_id id, bool on)
+{
+    sim_conn *c = find_conn(e, id);
+    if (!c)
+        return false;
+    c->blackholed = on;
+    decide(e, c, on ? "fault_blackhole_on" : "fault_blackhole_off", NULL);
+    return true;
+}
+
+void sim_engine_duplicate_next_qos0(sim_engine *e, uint32_t n)
+{
+    e->dup_next = n;
+    decide(e, NULL, "fault_duplicate_qos0", NULL);
+}
+
+void sim_engine_stats(const sim_engine *e, sim_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->connections = e->conns.count;
+    out->sessions = e->sessions.count;
+    size_t i;
+    for (sim_map_entry *me = sim_map_first(&e->sessions, &i); me; me = sim_map_next(&e->sessions, &i, me)) {
+        const sim_session *s = me->value;
+        out->subscriptions += s->nsubs;
+        out->queued += s->stored.len + s->pending.len;
+        out->inflight += s->nfl;
+    }
+}
+
+sim_conn_id sim_engine_find_client(const sim_engine *e, const char *client_id)
+{
+    const sim_session *s = sim_map_get(&e->sessions, client_id, strlen(client_id));
+    return s && s->conn ? s->conn->id : 0;
+}

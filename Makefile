@@ -20,7 +20,7 @@ else
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS += -Iclient/include -Iclient/src -Ibroker-sim/src/core -D_POSIX_C_SOURCE=200809L
+CPPFLAGS += -Iclient/include -Iclient/src -Ibroker-sim/src/core -Ibroker-sim/src/net -Ibroker-sim/src/auth -D_POSIX_C_SOURCE=200809L
 CFLAGS   ?= -O2 -g
 # Valgrind 3.19 cannot read clang-14's default DWARF 5.
 CFLAGS   += -std=c11 -gdwarf-4 -fPIC $(WARN) $(SANFLAGS)
@@ -40,6 +40,13 @@ SIM_SRC  := $(sort $(wildcard broker-sim/src/core/*.c))
 SIM_OBJ  := $(SIM_SRC:%.c=$(B)/obj/%.o)
 SIM_A    := $(B)/lib/libsim.a
 CJSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+
+# The edge and the program: lws, OpenSSL, the state directory.
+SIMNET_SRC := $(sort $(wildcard broker-sim/src/net/*.c broker-sim/src/auth/*.c))
+SIMNET_OBJ := $(SIMNET_SRC:%.c=$(B)/obj/%.o)
+SSL_LIBS := $(shell pkg-config --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
+LWS_LIBS := $(shell pkg-config --libs libwebsockets 2>/dev/null || echo -lwebsockets)
+IOTSIM   := $(B)/bin/iotsim
 
 SIM_TEST_SRC := $(sort $(wildcard broker-sim/tests/test_*.c))
 SIM_TESTS := $(SIM_TEST_SRC:broker-sim/tests/%.c=$(B)/tests/sim_%)
@@ -64,7 +71,7 @@ BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 .PHONY: all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools \
         run fuzz fuzzers coverage bench install clean
 
-all: lib $(SIM_A) $(TOOLS) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES)
+all: lib $(SIM_A) $(IOTSIM) $(TOOLS) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES)
 
 lib: $(LIB_A) $(B)/lib/libiotc.so $(LIB_PC)
 
@@ -95,9 +102,13 @@ $(SIM_A): $(SIM_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/tests/sim_%: $(B)/obj/broker-sim/tests/%.o $(SIM_A) $(LIB_A)
+$(B)/tests/sim_%: $(B)/obj/broker-sim/tests/%.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS) $(CMOCKA_LIBS)
+
+$(IOTSIM): $(B)/obj/broker-sim/src/main.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS)
 
 $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)

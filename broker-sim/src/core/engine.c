@@ -1480,3 +1480,62 @@ sim_conn_id sim_engine_find_client(const sim_engine *e, const char *client_id)
     const sim_session *s = sim_map_get(&e->sessions, client_id, strlen(client_id));
     return s && s->conn ? s->conn->id : 0;
 }
+
+char *sim_engine_describe(const sim_engine *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON *cl = cJSON_AddArrayToObject(o, "clients");
+    cJSON *se = cJSON_AddArrayToObject(o, "sessions");
+    size_t i;
+    for (sim_map_entry *me = sim_map_first(&e->conns, &i); me && cl; me = sim_map_next(&e->conns, &i, me)) {
+        const sim_conn *c = me->value;
+        cJSON *x = cJSON_CreateObject();
+        if (!x)
+            break;
+        cJSON_AddNumberToObject(x, "conn", (double)c->id);
+        cJSON_AddStringToObject(x, "state", c->state == C_LIVE ? "connected" : "awaiting_connect");
+        if (c->s)
+            cJSON_AddStringToObject(x, "client_id", c->s->client_id);
+        cJSON_AddNumberToObject(x, "version", c->version);
+        cJSON_AddNumberToObject(x, "keepalive", c->keepalive);
+        if (c->principal)
+            cJSON_AddStringToObject(x, "principal", c->principal);
+        if (c->transport)
+            cJSON_AddStringToObject(x, "transport", c->transport);
+        cJSON_AddBoolToObject(x, "blackholed", c->blackholed);
+        cJSON_AddItemToArray(cl, x);
+    }
+    for (sim_map_entry *me = sim_map_first(&e->sessions, &i); me && se; me = sim_map_next(&e->sessions, &i, me)) {
+        const sim_session *s = me->value;
+        cJSON *x = cJSON_CreateObject();
+        if (!x)
+            break;
+        cJSON_AddStringToObject(x, "client_id", s->client_id);
+        cJSON_AddNumberToObject(x, "version", s->version);
+        cJSON_AddBoolToObject(x, "online", s->conn != NULL);
+        cJSON_AddNumberToObject(x, "expiry_s", s->expiry_s);
+        if (!s->conn && s->expires_at)
+            cJSON_AddNumberToObject(x, "expires_at", (double)s->expires_at);
+        cJSON_AddNumberToObject(x, "stored", (double)s->stored.len);
+        cJSON_AddNumberToObject(x, "pending", (double)s->pending.len);
+        cJSON_AddNumberToObject(x, "inflight", (double)s->nfl);
+        cJSON *subs = cJSON_AddArrayToObject(x, "subscriptions");
+        for (size_t k = 0; subs && k < s->nsubs; k++) {
+            cJSON *sb = cJSON_CreateObject();
+            if (!sb)
+                break;
+            cJSON_AddStringToObject(sb, "filter", s->subs[k].filter);
+            cJSON_AddNumberToObject(sb, "qos", s->subs[k].qos);
+            cJSON_AddItemToArray(subs, sb);
+        }
+        cJSON_AddItemToArray(se, x);
+    }
+    sim_stats st;
+    sim_engine_stats(e, &st);
+    cJSON_AddNumberToObject(o, "retained", (double)e->retained.count);
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return txt;
+}

@@ -137,6 +137,10 @@ typedef struct {
 } sim_stats;
 void sim_engine_stats(const sim_engine *e, sim_stats *out);
 
+/* The clients, sessions and subscriptions as a JSON object (malloc'd text,
+ * free() it; NULL on allocation failure), for the control API. */
+char *sim_engine_describe(const sim_engine *e);
+
 /* The connection a client id is on now, or 0. */
 sim_conn_id sim_engine_find_client(const sim_engine *e, const char *client_id);
 

@@ -1,0 +1,43 @@
+/*
+ * sim_registry.h: the simulator's thing and certificate registry, kept as
+ * registry.json in the state directory: each thing with its certificate id
+ * (SHA-256 of the DER, hex), the certificate's status (ACTIVE, INACTIVE,
+ * REVOKED), its files and its policy.  The TLS edge asks it whether a client
+ * certificate may connect.
+ */
+#ifndef SIM_REGISTRY_H
+#define SIM_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char *thing;
+    char *cert_id;
+    char *status;    /* "ACTIVE", "INACTIVE", "REVOKED" */
+    char *cert_file; /* relative to the state directory */
+    char *key_file;
+    char *policy;    /* "allow-all" until policies are simulated */
+} sim_device;
+
+typedef struct {
+    sim_device *v;
+    size_t n;
+    char *path; /* registry.json */
+} sim_registry;
+
+/* Loads `path`; a missing file is an empty registry.  0, or -1 with err. */
+int sim_registry_load(sim_registry *r, const char *path, char *err, size_t errlen);
+/* Writes it atomically (temporary file, then rename). */
+int sim_registry_save(const sim_registry *r, char *err, size_t errlen);
+void sim_registry_free(sim_registry *r);
+
+const sim_device *sim_registry_by_cert(const sim_registry *r, const char *cert_id);
+const sim_device *sim_registry_by_thing(const sim_registry *r, const char *thing);
+/* Copies every string.  -1 on allocation failure or a duplicate thing. */
+int sim_registry_add(sim_registry *r, const sim_device *d, char *err, size_t errlen);
+
+/* A thing name AWS IoT accepts: 1..128 of [a-zA-Z0-9:_-]. */
+bool sim_thing_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,429 @@
+/*
+ * iotsim: the simulated AWS IoT broker.
+ *
+ *   iotsim [--state-dir DIR] [--ports auto] [--listen ADDR] [--insecure-tcp]
+ *          [--profile classic|current] [--time-scale X] [--log FILE] [--config FILE]
+ *   iotsim device add NAME [--state-dir DIR]
+ *
+ * With no arguments it creates ./.iotsim (a CA, a server certificate, one
+ * device with its certificate and key, registry.json), listens on loopback,
+ * and writes endpoint.json there once every listener is up.  Ctrl-C or
+ * SIGTERM closes every client as a shutting-down server does.
+ */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sim_config.h"
+#include "sim_pki.h"
+#include "sim_registry.h"
+#include "sim_server.h"
+
+#define REGION "us-east-1"
+#define ACCOUNT "123456789012"
+#define ENDPOINT_PREFIX "a1b2c3d4e5f6g7"
+#define ACCESS_KEY_ID "AKIAIOTSIMEXAMPLE01"
+#define SECRET_ACCESS_KEY "iotsim/example/secret/key/not/for/aws/0000"
+
+typedef struct {
+    char dir[PATH_MAX];
+    sim_registry reg;
+    sim_profile profile;
+    sim_server *srv;
+    const char *log_path;
+} app;
+
+static sim_server *g_srv; /* for the signal handler only */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_srv)
+        sim_server_stop(g_srv);
+}
+
+static void path_in(const app *a, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", a->dir, name);
+}
+
+static bool exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Writes a device certificate and key signed by the CA and registers it. */
+static int add_device(app *a, const char *name, char *err, size_t errlen)
+{
+    if (!sim_thing_name_valid(name)) {
+        snprintf(err, errlen, "thing name \"%s\": use 1..128 characters of a-z A-Z 0-9 : _ -", name);
+        return -1;
+    }
+    if (sim_registry_by_thing(&a->reg, name)) {
+        snprintf(err, errlen, "thing %s already exists", name);
+        return -1;
+    }
+    char ca_crt[PATH_MAX + 16], ca_key[PATH_MAX + 16], dev_dir[PATH_MAX + 16];
+    path_in(a, "ca.crt", ca_crt, sizeof ca_crt);
+    path_in(a, "ca.key", ca_key, sizeof ca_key);
+    path_in(a, "devices", dev_dir, sizeof dev_dir);
+    if (mkdir(dev_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%.300s: %s", dev_dir, strerror(errno));
+        return -1;
+    }
+    EVP_PKEY *cak = NULL, *key = NULL;
+    X509 *cac = NULL, *crt = NULL;
+    int rc = -1;
+    char rel_crt[300], rel_key[300], abs_crt[PATH_MAX + 320], abs_key[PATH_MAX + 320], id[65];
+    snprintf(rel_crt, sizeof rel_crt, "devices/%s.crt", name);
+    snprintf(rel_key, sizeof rel_key, "devices/%s.key", name);
+    path_in(a, rel_crt, abs_crt, sizeof abs_crt);
+    path_in(a, rel_key, abs_key, sizeof abs_key);
+    sim_pki_req req;
+    sim_pki_req_init(&req);
+    req.cn = name;
+    req.days = 3650;
+    if (sim_pki_load_key(ca_key, &cak, err, errlen) || sim_pki_load_cert(ca_crt, &cac, err, errlen) ||
+        sim_pki_issue(cak, cac, &req, &key, &crt, err, errlen) || sim_pki_cert_id(crt, id) ||
+        sim_pki_write_key(abs_key, key, err, errlen) || sim_pki_write_cert(abs_crt, crt, err, errlen))
+        goto out;
+    sim_device d = {(char *)name, id, "ACTIVE", rel_crt, rel_key, "allow-all"};
+    if (sim_registry_add(&a->reg, &d, err, errlen) || sim_registry_save(&a->reg, err, errlen))
+        goto out;
+    rc = 0;
+out:
+    EVP_PKEY_free(cak);
+    EVP_PKEY_free(key);
+    X509_free(cac);
+    X509_free(crt);
+    return rc;
+}
+
+/* The CA, the server certificate and the first device, unless they exist. */
+static int ensure_state(app *a, char *err, size_t errlen)
+{
+    if (mkdir(a->dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%.300s: %s", a->dir, strerror(errno));
+        return -1;
+    }
+    char p[PATH_MAX + 32];
+    path_in(a, "registry.json", p, sizeof p);
+    if (sim_registry_load(&a->reg, p, err, errlen))
+        return -1;
+    char ca_crt[PATH_MAX + 16], ca_key[PATH_MAX + 16], srv_crt[PATH_MAX + 16], srv_key[PATH_MAX + 16];
+    path_in(a, "ca.crt", ca_crt, sizeof ca_crt);
+    path_in(a, "ca.key", ca_key, sizeof ca_key);
+    path_in(a, "server.crt", srv_crt, sizeof srv_crt);
+    path_in(a, "server.key", srv_key, sizeof srv_key);
+    EVP_PKEY *cak = NULL, *sk = NULL;
+    X509 *cac = NULL, *sc = NULL;
+    int rc = -1;
+    if (!exists(ca_crt) || !exists(ca_key)) {
+        if (sim_pki_make_ca("iotsim test CA", 3650, &cak, &cac, err, errlen) ||
+            sim_pki_write_key(ca_key, cak, err, errlen) || sim_pki_write_cert(ca_crt, cac, err, errlen))
+            goto out;
+    } else if (sim_pki_load_key(ca_key, &cak, err, errlen) || sim_pki_load_cert(ca_crt, &cac, err, errlen)) {
+        goto out;
+    }
+    if (!exists(srv_crt) || !exists(srv_key)) {
+        static const char *const san[] = {"localhost", "127.0.0.1",
+                                          ENDPOINT_PREFIX "-ats.iot." REGION ".amazonaws.com"};
+        sim_pki_req req;
+        sim_pki_req_init(&req);
+        req.cn = "localhost";
+        req.days = 825;
+        req.server = true;
+        req.san = san;
+        req.nsan = 3;
+        if (sim_pki_issue(cak, cac, &req, &sk, &sc, err, errlen) || sim_pki_write_key(srv_key, sk, err, errlen) ||
+            sim_pki_write_cert(srv_crt, sc, err, errlen))
+            goto out;
+    }
+    rc = 0;
+out:
+    EVP_PKEY_free(cak);
+    EVP_PKEY_free(sk);
+    X509_free(cac);
+    X509_free(sc);
+    if (rc == 0 && a->reg.n == 0)
+        rc = add_device(a, "iotsim-device-1", err, errlen);
+    return rc;
+}
+
+static bool principal_ok(void *ctx, const char *cert_id, const char **thing)
+{
+    app *a = ctx;
+    const sim_device *d = sim_registry_by_cert(&a->reg, cert_id);
+    if (!d || strcmp(d->status, "ACTIVE") != 0)
+        return false;
+    *thing = d->thing;
+    return true;
+}
+
+static char *device_add_api(void *ctx, const char *name, int *status)
+{
+    app *a = ctx;
+    char err[256];
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    if (add_device(a, name, err, sizeof err) != 0) {
+        *status = strstr(err, "exists") ? 409 : 400;
+        cJSON_AddStringToObject(o, "error", err);
+    } else {
+        const sim_device *d = sim_registry_by_thing(&a->reg, name);
+        char p[PATH_MAX + 320];
+        *status = 201;
+        cJSON_AddStringToObject(o, "thing_name", d->thing);
+        cJSON_AddStringToObject(o, "certificate_id", d->cert_id);
+        path_in(a, d->cert_file, p, sizeof p);
+        cJSON_AddStringToObject(o, "cert_file", p);
+        path_in(a, d->key_file, p, sizeof p);
+        cJSON_AddStringToObject(o, "key_file", p);
+    }
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return t;
+}
+
+static void write_endpoint(void *ctx, const sim_server *srv)
+{
+    app *a = ctx;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return;
+    char p[PATH_MAX + 320];
+    cJSON_AddStringToObject(o, "host", "127.0.0.1");
+    cJSON_AddStringToObject(o, "endpoint", ENDPOINT_PREFIX "-ats.iot." REGION ".amazonaws.com");
+    cJSON *ports = cJSON_AddObjectToObject(o, "ports");
+    static const char *const names[] = {"mtls", "alpn", "tcp", "control"};
+    for (size_t i = 0; ports && i < 4; i++) {
+        int port = sim_server_port(srv, names[i]);
+        if (port >= 0)
+            cJSON_AddNumberToObject(ports, names[i], port);
+    }
+    path_in(a, "ca.crt", p, sizeof p);
+    cJSON_AddStringToObject(o, "ca_file", p);
+    const sim_device *d = &a->reg.v[0];
+    cJSON_AddStringToObject(o, "thing_name", d->thing);
+    path_in(a, d->cert_file, p, sizeof p);
+    cJSON_AddStringToObject(o, "cert_file", p);
+    path_in(a, d->key_file, p, sizeof p);
+    cJSON_AddStringToObject(o, "key_file", p);
+    cJSON_AddStringToObject(o, "region", REGION);
+    cJSON_AddStringToObject(o, "account_id", ACCOUNT);
+    cJSON_AddStringToObject(o, "access_key_id", ACCESS_KEY_ID);
+    cJSON_AddStringToObject(o, "secret_access_key", SECRET_ACCESS_KEY);
+    cJSON_AddStringToObject(o, "profile", a->profile == SIM_PROFILE_CURRENT ? "current" : "classic");
+    cJSON_AddNumberToObject(o, "pid", (double)getpid());
+    char logabs[PATH_MAX];
+    if (a->log_path && realpath(a->log_path, logabs))
+        cJSON_AddStringToObject(o, "log_file", logabs);
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!txt)
+        return;
+    char tmp[PATH_MAX + 32], fin[PATH_MAX + 32];
+    path_in(a, "endpoint.json.tmp", tmp, sizeof tmp);
+    path_in(a, "endpoint.json", fin, sizeof fin);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        fprintf(f, "%s\n", txt);
+        if (fclose(f) == 0)
+            rename(tmp, fin); /* readers never see half a file */
+    }
+    free(txt);
+    fprintf(stderr, "iotsim: ready: %s\n", fin);
+}
+
+/* Reads and applies a --config file; errors start with the file name. */
+static int config_load(sim_config *cfg, sim_profile *profile, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n > 1024 * 1024) { /* a configuration, not a data set */
+            free(buf);
+            fclose(f);
+            snprintf(err, errlen, "%s: larger than 1 MiB", path);
+            return -1;
+        }
+        char *nb = realloc(buf, len + n);
+        if (!nb) {
+            free(buf);
+            fclose(f);
+            snprintf(err, errlen, "%s: out of memory", path);
+            return -1;
+        }
+        buf = nb;
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    char inner[400];
+    int rc = sim_config_parse(cfg, profile, buf ? buf : "", len, inner, sizeof inner);
+    if (rc)
+        snprintf(err, errlen, "%s: %s", path, inner);
+    free(buf);
+    return rc;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: iotsim [--state-dir DIR] [--ports auto] [--listen ADDR] [--insecure-tcp]\n"
+                    "              [--profile classic|current] [--time-scale X] [--log FILE] [--config FILE]\n"
+                    "       iotsim device add NAME [--state-dir DIR]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    app a;
+    memset(&a, 0, sizeof a);
+    const char *state = ".iotsim", *listen = "127.0.0.1", *config = NULL, *profile = "classic";
+    bool auto_ports = false, tcp = false, device_cmd = false;
+    double scale = 1.0;
+    const char *device_name = NULL;
+    int i = 1;
+    if (argc >= 3 && !strcmp(argv[1], "device") && !strcmp(argv[2], "add")) {
+        if (argc < 4)
+            return usage();
+        device_cmd = true;
+        device_name = argv[3];
+        i = 4;
+    }
+    for (; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--state-dir") && v)
+            state = v, i++;
+        else if (!strcmp(o, "--ports") && v && !strcmp(v, "auto"))
+            auto_ports = true, i++;
+        else if (!strcmp(o, "--listen") && v)
+            listen = v, i++;
+        else if (!strcmp(o, "--insecure-tcp"))
+            tcp = true;
+        else if (!strcmp(o, "--profile") && v && (!strcmp(v, "classic") || !strcmp(v, "current")))
+            profile = v, i++;
+        else if (!strcmp(o, "--time-scale") && v) {
+            char *end;
+            scale = strtod(v, &end);
+            if (*end || scale <= 0 || scale > 1e6) {
+                fprintf(stderr, "iotsim: --time-scale: a number > 0 (got \"%s\")\n", v);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(o, "--log") && v)
+            a.log_path = v, i++;
+        else if (!strcmp(o, "--config") && v)
+            config = v, i++;
+        else {
+            fprintf(stderr, "iotsim: unknown or incomplete option \"%s\"\n", o);
+            return usage();
+        }
+    }
+    if (strlen(state) >= sizeof a.dir - 64) {
+        fprintf(stderr, "iotsim: --state-dir is too long\n");
+        return 2;
+    }
+    if (!realpath(state, a.dir)) {
+        if (mkdir(state, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "iotsim: %s: %s\n", state, strerror(errno));
+            return 1;
+        }
+        if (!realpath(state, a.dir)) {
+            fprintf(stderr, "iotsim: %s: %s\n", state, strerror(errno));
+            return 1;
+        }
+    }
+    char err[512] = "";
+    if (ensure_state(&a, err, sizeof err) != 0) {
+        fprintf(stderr, "iotsim: state directory %s: %s\n", a.dir, err);
+        sim_registry_free(&a.reg);
+        return 1;
+    }
+    if (device_cmd) {
+        int rc = add_device(&a, device_name, err, sizeof err);
+        if (rc)
+            fprintf(stderr, "iotsim: device add: %s\n", err);
+        else
+            printf("%s/devices/%s.crt\n%s/devices/%s.key\n", a.dir, device_name, a.dir, device_name);
+        sim_registry_free(&a.reg);
+        return rc ? 1 : 0;
+    }
+
+    a.profile = !strcmp(profile, "current") ? SIM_PROFILE_CURRENT : SIM_PROFILE_CLASSIC;
+    sim_config cfg;
+    sim_config_init(&cfg, a.profile);
+    if (config && config_load(&cfg, &a.profile, config, err, sizeof err) != 0) {
+        fprintf(stderr, "iotsim: %s\n", err);
+        sim_registry_free(&a.reg);
+        return 2;
+    }
+    FILE *log = NULL;
+    if (a.log_path && !(log = fopen(a.log_path, "a"))) {
+        fprintf(stderr, "iotsim: --log %s: %s\n", a.log_path, strerror(errno));
+        sim_registry_free(&a.reg);
+        return 1;
+    }
+    char ca[PATH_MAX + 16], crt[PATH_MAX + 16], key[PATH_MAX + 16];
+    path_in(&a, "ca.crt", ca, sizeof ca);
+    path_in(&a, "server.crt", crt, sizeof crt);
+    path_in(&a, "server.key", key, sizeof key);
+    sim_server_opts so;
+    memset(&so, 0, sizeof so);
+    so.listen_addr = listen;
+    so.port_mtls = auto_ports ? 0 : 8883;
+    so.port_alpn = auto_ports ? 0 : 8443;
+    so.port_tcp = tcp ? (auto_ports ? 0 : 1883) : -1;
+    so.port_control = auto_ports ? 0 : 9883;
+    so.ca_file = ca;
+    so.cert_file = crt;
+    so.key_file = key;
+    so.time_scale = scale;
+    so.log = log;
+    so.principal_ok = principal_ok;
+    so.ready = write_endpoint;
+    so.device_add = device_add_api;
+    so.ctx = &a;
+    a.srv = sim_server_new(&cfg, &so, err, sizeof err);
+    if (!a.srv) {
+        fprintf(stderr, "iotsim: %s\n", err);
+        if (log)
+            fclose(log);
+        sim_registry_free(&a.reg);
+        return 1;
+    }
+    g_srv = a.srv;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = sim_server_run(a.srv);
+    g_srv = NULL;
+    sim_server_free(a.srv);
+    char ep[PATH_MAX + 32];
+    path_in(&a, "endpoint.json", ep, sizeof ep);
+    remove(ep); /* nothing listens any more */
+    if (log)
+        fclose(log);
+    sim_registry_free(&a.reg);
+    fprintf(stderr, "iotsim: stopped\n");
+    return rc ? 1 : 0;
+}

@@ -120,9 +120,9 @@ $(B)/tests/%: $(B)/obj/client/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
 
 # Corpus replay: the harness with a plain main() (fuzz/replay_main.c), built by
 # the project's compiler so that it also runs under Valgrind and the sanitizers.
-$(B)/fuzz/replay_%: $(B)/obj/fuzz/fuzz_%.o $(B)/obj/fuzz/replay_main.o $(LIB_A)
+$(B)/fuzz/replay_%: $(B)/obj/fuzz/fuzz_%.o $(B)/obj/fuzz/replay_main.o $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS)
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -165,9 +165,9 @@ FUZZ_CFLAGS := -std=c11 -g -O1 -gdwarf-4 -fsanitize=fuzzer,address,undefined -fn
 
 fuzzers: $(FUZZERS)
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) $(wildcard client/src/mqtt/*.h) client/include/iotc/mqtt.h client/include/iotc/topic.h
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) $(SIM_SRC) $(wildcard client/src/mqtt/*.h broker-sim/src/core/*.h) client/include/iotc/mqtt.h client/include/iotc/topic.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS)
 
 fuzz: deps fuzzers
 	@set -e; for n in $(FUZZ_NAMES); do \

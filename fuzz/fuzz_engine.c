@@ -1,0 +1,225 @@
+/*
+ * fuzz_engine: bytes straight into iotsim's engine, no sockets.
+ *
+ * The input is a script: the first byte picks the profile and a few limits
+ * (small, so that windows fill and queues overflow), then each step is an
+ * opcode byte and its arguments:
+ *   0 open a connection          1 k n <n bytes>: input to connection k
+ *   2 k: connection k lost       3 d: advance the clock by d*50 ms, tick
+ *   4 k: drop k (server side)    5 d: refuse connects for d*100 ms
+ *   6 k: blackhole k on/off      7 n: duplicate the next n QoS 0
+ * Up to four connections live at once.  Invariants: nothing crashes or leaks;
+ * every byte the engine sends to a connection decodes as MQTT in that
+ * connection's protocol version, and nothing is sent after it was closed.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iotc/mqtt.h"
+#include "sim_engine.h"
+
+#define MAXC 4
+
+typedef struct {
+    sim_conn_id id;
+    bool open;
+    iotc_mqtt_reader out; /* decodes what the engine sends */
+    iotc_mqtt_reader in;  /* mirrors the engine's reader up to the CONNECT */
+    bool versioned;       /* the CONNECT was seen: `out` has its version */
+} fconn;
+
+typedef struct {
+    fconn c[MAXC];
+    uint64_t rng;
+} world;
+
+static fconn *by_id(world *w, sim_conn_id id)
+{
+    for (int i = 0; i < MAXC; i++)
+        if (w->c[i].open && w->c[i].id == id)
+            return &w->c[i];
+    return NULL;
+}
+
+static void io_send(void *ctx, sim_conn_id id, const uint8_t *data, size_t len)
+{
+    world *w = ctx;
+    fconn *c = by_id(w, id);
+    if (!c)
+        abort(); /* sent to a connection it closed or never opened */
+    while (len) {
+        size_t used;
+        iotc_mqtt_packet p;
+        iotc_mqtt_status st = iotc_mqtt_reader_feed(&c->out, data, len, &used, &p, NULL);
+        if (st != IOTC_MQTT_OK && st != IOTC_MQTT_NEED_MORE)
+            abort(); /* the engine wrote something a client could not parse */
+        data += used;
+        len -= used;
+    }
+}
+
+static void io_close(void *ctx, sim_conn_id id)
+{
+    world *w = ctx;
+    fconn *c = by_id(w, id);
+    if (!c)
+        abort();
+    c->open = false;
+    iotc_mqtt_reader_free(&c->out);
+    iotc_mqtt_reader_free(&c->in);
+}
+
+/* The engine answers in the version of the CONNECT; until one is seen it
+ * speaks 3.1.1 (the return code 1 CONNACK for an unknown level). */
+static void mirror(fconn *c, const uint8_t *d, size_t n)
+{
+    while (!c->versioned && n) {
+        size_t used;
+        iotc_mqtt_packet p;
+        iotc_mqtt_status st = iotc_mqtt_reader_feed(&c->in, d, n, &used, &p, NULL);
+        d += used;
+        n -= used;
+        if (st == IOTC_MQTT_NEED_MORE)
+            return;
+        c->versioned = true;
+        if (st == IOTC_MQTT_OK && p.type == IOTC_MQTT_CONNECT)
+            iotc_mqtt_reader_set_version(&c->out, p.u.connect.version);
+    }
+}
+
+static uint64_t io_random(void *ctx)
+{
+    world *w = ctx;
+    w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return w->rng >> 11;
+}
+
+static uint64_t io_wall(void *ctx)
+{
+    (void)ctx;
+    return 1700000000000ull;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    world w;
+    memset(&w, 0, sizeof w);
+    w.rng = 42;
+    sim_config cfg;
+    uint8_t k0 = data[0];
+    sim_config_init(&cfg, (k0 & 1) ? SIM_PROFILE_CURRENT : SIM_PROFILE_CLASSIC);
+    cfg.max_inflight = 1u + ((k0 >> 1) & 3);
+    cfg.max_queued = 4;
+    cfg.max_subscriptions = 3;
+    cfg.max_payload = 512;
+    cfg.max_packet = 1024;
+    cfg.connect_interval_ms = (k0 & 8) ? 1000 : 0;
+    cfg.qos0_dup_permille = (k0 & 16) ? 500 : 0;
+    cfg.suback_delay_ms = (k0 & 32) ? 100 : 0;
+    cfg.throughput = (k0 & 64) ? 64 : cfg.throughput;
+    cfg.publish_rate = (k0 & 128) ? 2 : cfg.publish_rate;
+    cfg.keepalive_min = 1;
+    cfg.session_expiry_s = 2;
+    cfg.qos1_retry_ms = 200;
+    cfg.qos1_retry_max_ms = 1000;
+    sim_io io = {io_send, io_close, NULL, io_random, io_wall};
+    sim_engine *e = sim_engine_new(&cfg, &io, &w);
+    if (!e)
+        return 0;
+    uint64_t now = 1000;
+    size_t i = 1;
+    while (i < size) {
+        uint8_t op = data[i++] & 7;
+        uint8_t a = i < size ? data[i] : 0;
+        switch (op) {
+        case 0:
+            for (int k = 0; k < MAXC; k++) {
+                if (!w.c[k].open) {
+                    sim_conn_info info = {"feedbeef", "thing", "127.0.0.1", "fuzz"};
+                    w.c[k].open = true; /* before open: it may log or send */
+                    w.c[k].versioned = false;
+                    iotc_mqtt_reader_init(&w.c[k].out, IOTC_MQTT_V311, 0, NULL, 0);
+                    iotc_mqtt_reader_init(&w.c[k].in, IOTC_MQTT_V311, cfg.max_packet, NULL, 0);
+                    w.c[k].id = sim_engine_open(e, &info, now);
+                    if (!w.c[k].id) {
+                        w.c[k].open = false;
+                        iotc_mqtt_reader_free(&w.c[k].out);
+                        iotc_mqtt_reader_free(&w.c[k].in);
+                    }
+                    break;
+                }
+            }
+            break;
+        case 1: {
+            fconn *c = &w.c[a % MAXC];
+            i++;
+            size_t n = i < size ? data[i++] : 0;
+            if (n > size - i)
+                n = size - i;
+            if (c->open) {
+                /* Mirror first: the CONNACK goes out during the call. */
+                mirror(c, data + i, n);
+                size_t taken = sim_engine_input(e, c->id, data + i, n, now);
+                if (taken > n)
+                    abort();
+                if (taken < n && c->open) {
+                    /* Held back by the throughput limit: the rest is
+                     * dropped here, so the mirror must stop guessing. */
+                    c->versioned = true;
+                }
+            }
+            i += n;
+            break;
+        }
+        case 2: {
+            fconn *c = &w.c[a % MAXC];
+            i++;
+            if (c->open) {
+                c->open = false;
+                iotc_mqtt_reader_free(&c->out);
+                iotc_mqtt_reader_free(&c->in);
+                sim_engine_lost(e, c->id, now);
+            }
+            break;
+        }
+        case 3: i++; now += (uint64_t)a * 50u; break;
+        case 4: {
+            fconn *c = &w.c[a % MAXC];
+            i++;
+            if (c->open)
+                sim_engine_drop(e, c->id, 0x98, "fuzz", now);
+            break;
+        }
+        case 5: i++; sim_engine_refuse_until(e, now + (uint64_t)a * 100u); break;
+        case 6: {
+            fconn *c = &w.c[a % MAXC];
+            i++;
+            if (c->open)
+                sim_engine_blackhole(e, c->id, a & 0x80);
+            break;
+        }
+        default: i++; sim_engine_duplicate_next_qos0(e, a & 3); break;
+        }
+        uint64_t next = sim_engine_tick(e, now);
+        if (next < now)
+            abort(); /* a deadline in the past would spin the edge */
+    }
+    /* Run every remaining timer out: expiry, redelivery, replay. */
+    for (int k = 0; k < 50; k++) {
+        now += 500;
+        sim_engine_tick(e, now);
+    }
+    sim_engine_free(e);
+    for (int k = 0; k < MAXC; k++) {
+        if (w.c[k].open) {
+            iotc_mqtt_reader_free(&w.c[k].out);
+            iotc_mqtt_reader_free(&w.c[k].in);
+        }
+    }
+    return 0;
+}

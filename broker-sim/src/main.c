@@ -89,7 +89,10 @@ static int add_device(app *a, const char *name, char *err, size_t errlen)
     path_in(a, rel_key, abs_key, sizeof abs_key);
     sim_pki_req req;
     sim_pki_req_init(&req);
-    req.cn = name;
+    /* RFC 5280 caps a CN at 64 bytes; thing names may have 128. */
+    char cn[65];
+    snprintf(cn, sizeof cn, "%.64s", name);
+    req.cn = cn;
     req.days = 3650;
     if (sim_pki_load_key(ca_key, &cak, err, errlen) || sim_pki_load_cert(ca_crt, &cac, err, errlen) ||
         sim_pki_issue(cak, cac, &req, &key, &crt, err, errlen) || sim_pki_cert_id(crt, id) ||

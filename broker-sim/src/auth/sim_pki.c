@@ -25,6 +25,7 @@
 #define CN_MAX 64        /* ub-common-name (RFC 5280); OpenSSL would refuse more, less clearly */
 #define DNS_MAX 253      /* longest textual DNS name */
 #define BACKDATE_S 300   /* see sim_pki_req_init */
+#define PEM_FILE_MAX (1 << 20) /* a key or a certificate chain is a few KiB */
 
 /* Format the message, append OpenSSL's most recent reason if there is one, then empty the queue. */
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -486,55 +487,111 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-static BIO *open_file(const char *path, char *err, size_t errlen)
+/*
+ * Whole files are read into memory first: the text then tells an encrypted
+ * or damaged PEM block from a file that holds none, which OpenSSL's decoder
+ * errors ("unsupported") do not, and a size limit keeps a wrong path (a log,
+ * a device file) from being read without end.
+ */
+static char *slurp(const char *path, size_t *lenp, char *err, size_t errlen)
 {
     if (!path || !*path) {
         fail(err, errlen, "missing file name");
         return NULL;
     }
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     if (!f) {
         fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
-    BIO *b = BIO_new_fp(f, BIO_CLOSE);
-    if (!b) {
-        fclose(f);
-        fail(err, errlen, "out of memory");
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    enum { SLURP_OK, SLURP_NOMEM, SLURP_TOO_BIG, SLURP_READ_ERR } why = buf ? SLURP_OK : SLURP_NOMEM;
+    int e = 0;
+    while (why == SLURP_OK) {
+        if (len + 1 == cap) {
+            if (len > PEM_FILE_MAX) {
+                why = SLURP_TOO_BIG;
+                break;
+            }
+            size_t ncap = cap * 2 > PEM_FILE_MAX + 2 ? PEM_FILE_MAX + 2 : cap * 2;
+            char *bigger = realloc(buf, ncap);
+            if (!bigger) {
+                why = SLURP_NOMEM;
+                break;
+            }
+            buf = bigger;
+            cap = ncap;
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                e = errno;
+                why = SLURP_READ_ERR;
+            }
+            break;
+        }
     }
-    return b;
+    fclose(f);
+    if (why == SLURP_OK) {
+        buf[len] = '\0';
+        *lenp = len;
+        return buf;
+    }
+    free(buf);
+    if (why == SLURP_READ_ERR)
+        fail(err, errlen, "cannot read %s: %s", path, strerror(e));
+    else if (why == SLURP_TOO_BIG)
+        fail(err, errlen, "%s is larger than %d bytes: not a PEM key or certificate", path, PEM_FILE_MAX);
+    else
+        fail(err, errlen, "out of memory");
+    return NULL;
 }
 
-static BIO *open_string(const char *pem, char *err, size_t errlen)
+/* OpenSSL's reasons here ("unsupported", "ASN1 lib") say less than the text does, hence ERR_clear_error. */
+static int parse_key(const char *text, const char *where, EVP_PKEY **key, char *err, size_t errlen)
 {
-    if (!pem) {
-        fail(err, errlen, "missing PEM text");
-        return NULL;
+    *key = NULL;
+    if (!text)
+        return fail(err, errlen, "missing PEM text");
+    BIO *b = BIO_new_mem_buf(text, -1);
+    if (b)
+        *key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+    BIO_free(b);
+    if (*key) {
+        ERR_clear_error();
+        return 0;
     }
-    BIO *b = BIO_new_mem_buf(pem, -1);
     if (!b)
-        fail(err, errlen, "out of memory");
-    return b;
+        return fail(err, errlen, "out of memory");
+    ERR_clear_error();
+    if (strstr(text, "ENCRYPTED")) /* "BEGIN ENCRYPTED PRIVATE KEY" or "Proc-Type: 4,ENCRYPTED" */
+        return fail(err, errlen, "the private key in %s is encrypted; only unencrypted keys are supported", where);
+    if (strstr(text, "PRIVATE KEY-----"))
+        return fail(err, errlen, "malformed PEM private key in %s", where);
+    return fail(err, errlen, "no PEM private key in %s", where);
 }
 
-static int read_key(BIO *b, const char *where, EVP_PKEY **key, char *err, size_t errlen)
+static int parse_cert(const char *text, const char *where, X509 **cert, char *err, size_t errlen)
 {
-    *key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+    *cert = NULL;
+    if (!text)
+        return fail(err, errlen, "missing PEM text");
+    BIO *b = BIO_new_mem_buf(text, -1);
+    if (b)
+        *cert = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
     BIO_free(b);
-    if (!*key)
-        return fail(err, errlen, "no usable private key in %s (encrypted keys are not supported)", where);
+    if (*cert) {
+        ERR_clear_error();
+        return 0;
+    }
+    if (!b)
+        return fail(err, errlen, "out of memory");
     ERR_clear_error();
-    return 0;
-}
-
-static int read_cert(BIO *b, const char *where, X509 **cert, char *err, size_t errlen)
-{
-    *cert = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
-    BIO_free(b);
-    if (!*cert)
-        return fail(err, errlen, "no PEM certificate in %s", where);
-    ERR_clear_error();
-    return 0;
+    if (strstr(text, "CERTIFICATE-----"))
+        return fail(err, errlen, "malformed PEM certificate in %s", where);
+    return fail(err, errlen, "no PEM certificate in %s", where);
 }
 
 int sim_pki_load_key(const char *path, EVP_PKEY **key, char *err, size_t errlen)
@@ -543,8 +600,14 @@ int sim_pki_load_key(const char *path, EVP_PKEY **key, char *err, size_t errlen)
     if (!key)
         return fail(err, errlen, "sim_pki_load_key: missing output argument");
     *key = NULL;
-    BIO *b = open_file(path, err, errlen);
-    return b ? read_key(b, path, key, err, errlen) : -1;
+    size_t len = 0;
+    char *text = slurp(path, &len, err, errlen);
+    if (!text)
+        return -1;
+    int rc = parse_key(text, path, key, err, errlen);
+    OPENSSL_cleanse(text, len); /* it held a private key */
+    free(text);
+    return rc;
 }
 
 int sim_pki_load_cert(const char *path, X509 **cert, char *err, size_t errlen)
@@ -553,8 +616,13 @@ int sim_pki_load_cert(const char *path, X509 **cert, char *err, size_t errlen)
     if (!cert)
         return fail(err, errlen, "sim_pki_load_cert: missing output argument");
     *cert = NULL;
-    BIO *b = open_file(path, err, errlen);
-    return b ? read_cert(b, path, cert, err, errlen) : -1;
+    size_t len = 0;
+    char *text = slurp(path, &len, err, errlen);
+    if (!text)
+        return -1;
+    int rc = parse_cert(text, path, cert, err, errlen);
+    free(text);
+    return rc;
 }
 
 int sim_pki_key_from_pem(const char *pem, EVP_PKEY **key, char *err, size_t errlen)
@@ -562,9 +630,7 @@ int sim_pki_key_from_pem(const char *pem, EVP_PKEY **key, char *err, size_t errl
     ERR_clear_error();
     if (!key)
         return fail(err, errlen, "sim_pki_key_from_pem: missing output argument");
-    *key = NULL;
-    BIO *b = open_string(pem, err, errlen);
-    return b ? read_key(b, "the PEM text", key, err, errlen) : -1;
+    return parse_key(pem, "the PEM text", key, err, errlen);
 }
 
 int sim_pki_cert_from_pem(const char *pem, X509 **cert, char *err, size_t errlen)
@@ -572,9 +638,7 @@ int sim_pki_cert_from_pem(const char *pem, X509 **cert, char *err, size_t errlen
     ERR_clear_error();
     if (!cert)
         return fail(err, errlen, "sim_pki_cert_from_pem: missing output argument");
-    *cert = NULL;
-    BIO *b = open_string(pem, err, errlen);
-    return b ? read_cert(b, "the PEM text", cert, err, errlen) : -1;
+    return parse_cert(pem, "the PEM text", cert, err, errlen);
 }
 
 static int to_pem(emit_fn emit, void *obj, const char *what, char **pem, char *err, size_t errlen)

@@ -407,7 +407,8 @@ typedef struct {
 } iotc_mqtt_reader;
 
 /* max_packet_size 0 means the protocol's maximum.  With a caller's buffer,
- * packets larger than `cap` are refused as too large. */
+ * packets larger than `cap` are refused as too large even when one arrives
+ * whole in a chunk, so that the outcome never depends on the chunking. */
 void iotc_mqtt_reader_init(iotc_mqtt_reader *r, iotc_mqtt_version version, uint32_t max_packet_size,
                            uint8_t *buf, size_t cap);
 /* A broker learns the version from CONNECT; a client from its own CONNECT. */

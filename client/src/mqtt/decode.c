@@ -27,6 +27,8 @@ iotc_mqtt_status iotc_mqtt_fixed_header(const uint8_t *buf, size_t len, iotc_mqt
                                         uint8_t *type, uint8_t *flags, uint32_t *remaining,
                                         size_t *header_len, iotc_mqtt_error *err)
 {
+    if (err)
+        memset(err, 0, sizeof *err);
     if (len < 1)
         return IOTC_MQTT_NEED_MORE;
     unsigned t = buf[0] >> 4, f = buf[0] & 0xF;
@@ -114,7 +116,9 @@ static iotc_mqtt_status dec_connect(mq_cur *c, iotc_mqtt_connect *p)
 {
     static const uint8_t NAME[6] = {0, 4, 'M', 'Q', 'T', 'T'};
     memset(p, 0, sizeof *p);
-    if (mq_left(c) < 6 || memcmp(c->base + c->pos, NAME, 6) != 0)
+    if (mq_left(c) < 6)
+        return MQ_MALFORMED(c, c->pos, "CONNECT too short for its protocol name");
+    if (memcmp(c->base + c->pos, NAME, 6) != 0)
         return mq_fail(c->err, IOTC_MQTT_ERR_UNSUPPORTED_VERSION, IOTC_RC_UNSUPPORTED_PROTOCOL_VERSION, c->pos,
                        "protocol name is not \"MQTT\"");
     c->pos += 6;
@@ -247,8 +251,9 @@ static iotc_mqtt_status dec_subscribe(mq_cur *c, iotc_mqtt_version v, iotc_mqtt_
         size_t at = c->pos;
         if (mq_u8(c, &o, "topic filter without its subscription options") != IOTC_MQTT_OK)
             return IOTC_MQTT_ERR_MALFORMED;
+        /* 3.1.1 calls QoS 3 malformed [MQTT-3-8.3-4]; 5.0 a protocol error (§3.8.3.1). */
         if ((o & 3) == 3)
-            return MQ_MALFORMED(c, at, "requested QoS 3");
+            return v == IOTC_MQTT_V5 ? MQ_PROTOCOL(c, at, "Maximum QoS 3") : MQ_MALFORMED(c, at, "requested QoS 3");
         if (v == IOTC_MQTT_V311 && (o & 0xFC))
             return MQ_MALFORMED(c, at, "reserved bits of the requested QoS byte are set");
         if (v == IOTC_MQTT_V5) {
@@ -319,6 +324,9 @@ static iotc_mqtt_status dec_disconnect(mq_cur *c, iotc_mqtt_type type, iotc_mqtt
         if ((mq_left(c) > 0 || type == IOTC_MQTT_AUTH) &&
             (st = mq_props_decode(c, type, false, &p->props)) != IOTC_MQTT_OK)
             return st;
+        /* §3.15.2.2.2: an AUTH that is not the bare success form names its method. */
+        if (type == IOTC_MQTT_AUTH && !(p->props.present & IOTC_PROP_BIT(IOTC_PROP_AUTHENTICATION_METHOD)))
+            return MQ_PROTOCOL(c, 1, "AUTH without an Authentication Method");
     }
     return at_end(c, type == IOTC_MQTT_AUTH ? "bytes after the end of AUTH" : "bytes after the end of DISCONNECT");
 }

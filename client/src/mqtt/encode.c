@@ -183,6 +183,9 @@ static iotc_mqtt_status check(const iotc_mqtt_packet *p, iotc_mqtt_version v, si
         if (v == IOTC_MQTT_V311 ? p->u.disconnect.reason != 0
                                 : !iotc_mqtt_reason_allowed(p->type, v, p->u.disconnect.reason))
             return bad(err, "reason code not allowed in this packet");
+        if (p->type == IOTC_MQTT_AUTH && (p->u.disconnect.reason || !mq_props_empty(&p->u.disconnect.props)) &&
+            !(p->u.disconnect.props.present & IOTC_PROP_BIT(IOTC_PROP_AUTHENTICATION_METHOD)))
+            return bad(err, "AUTH needs an Authentication Method");
         return props_for(&p->u.disconnect.props, p->type, false, v, &sz->props, err);
     default: return bad(err, "unknown packet type");
     }

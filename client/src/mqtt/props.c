@@ -223,6 +223,8 @@ iotc_mqtt_status mq_props_decode(mq_cur *c, iotc_mqtt_type type, bool will, iotc
             st = mq_vbi(&pc, &v, "Subscription Identifier is not a valid Variable Byte Integer");
             if (st == IOTC_MQTT_OK && v == 0)
                 return MQ_PROTOCOL(c, at, "Subscription Identifier must not be 0");
+            if (st == IOTC_MQTT_OK && type == IOTC_MQTT_SUBSCRIBE && p->sub_id_count)
+                return MQ_PROTOCOL(c, at, "SUBSCRIBE carries at most one Subscription Identifier");
             p->sub_id_count++;
             break;
         }

@@ -66,7 +66,9 @@ void sim_config_init(sim_config *c, sim_profile profile)
     memset(c, 0, sizeof *c);
     c->profile = profile;
     c->max_payload = 128 * 1024;
-    c->max_packet = 128 * 1024 + 65536 + 16; /* a full payload plus topic, properties, headers */
+    /* AWS: the MQTT 5 Maximum Packet Size it advertises "cannot exceed 128 KB"
+     * (aws-broker.md §2), so the packet, not only the payload, is capped. */
+    c->max_packet = 128 * 1024;
     c->max_topic_bytes = 256;
     c->max_topic_slashes = 7;
     c->max_client_id = 128;
@@ -321,23 +323,48 @@ static void lifecycle(sim_engine *e, const char *family, const char *event, cons
 
 /* ---- delivery ------------------------------------------------------------ */
 
+static void publish_packet(sim_engine *e, sim_conn *c, const sim_item *it, uint16_t pid, iotc_mqtt_packet *p);
+
+/* MQTT 5 §3.1.2.11.4: a message larger than the client's Maximum Packet Size
+ * is not sent to it (nor held in its window): it is dropped for that client. */
+static bool too_big_for(sim_engine *e, sim_conn *c, const sim_item *it)
+{
+    if (!c->client_max_packet)
+        return false;
+    iotc_mqtt_packet p;
+    size_t n;
+    publish_packet(e, c, it, it->qos ? 1 : 0, &p);
+    if (iotc_mqtt_encoded_size(&p, c->version, &n, NULL) != IOTC_MQTT_OK || n > c->client_max_packet) {
+        decide(e, c, "dropped_over_client_max_packet", NULL);
+        return true;
+    }
+    return false;
+}
+
+static void publish_packet(sim_engine *e, sim_conn *c, const sim_item *it, uint16_t pid, iotc_mqtt_packet *p)
+{
+    memset(p, 0, sizeof *p);
+    p->type = IOTC_MQTT_PUBLISH;
+    p->u.publish.qos = it->qos;
+    p->u.publish.retain = it->retain;
+    p->u.publish.topic = it->m->topic;
+    p->u.publish.payload = it->m->payload;
+    p->u.publish.packet_id = pid;
+    if (c->version == IOTC_MQTT_V5)
+        sim_msg_out_props(it->m, e->now, &p->u.publish.props);
+}
+
 static bool send_publish(sim_engine *e, sim_conn *c, const sim_item *it, uint16_t pid)
 {
     iotc_mqtt_packet p;
-    memset(&p, 0, sizeof p);
-    p.type = IOTC_MQTT_PUBLISH;
-    p.u.publish.qos = it->qos;
-    p.u.publish.retain = it->retain;
-    p.u.publish.topic = it->m->topic;
-    p.u.publish.payload = it->m->payload;
-    p.u.publish.packet_id = pid;
-    if (c->version == IOTC_MQTT_V5)
-        sim_msg_out_props(it->m, e->now, &p.u.publish.props);
+    publish_packet(e, c, it, pid, &p);
     return send_pkt(e, c, &p);
 }
 
 static void send_qos0(sim_engine *e, sim_conn *c, const sim_item *it)
 {
+    if (too_big_for(e, c, it))
+        return;
     send_publish(e, c, it, 0);
     /* [AWS-MQTT-QOS0-DUP] QoS 0 is "zero or more times". */
     bool dup = false;
@@ -361,6 +388,10 @@ static bool window_free(const sim_conn *c)
 /* Sends one QoS 1 item into the window; takes over its reference. */
 static void send_qos1(sim_engine *e, sim_conn *c, sim_item it)
 {
+    if (too_big_for(e, c, &it)) {
+        sim_msg_unref(it.m);
+        return;
+    }
     uint16_t pid = sim_session_next_pid(c->s);
     if (!sim_session_add_flight(c->s, pid, it, e->now)) {
         decide(e, c, "out_of_memory", "inflight");
@@ -1339,6 +1370,7 @@ static bool conn_timers(sim_engine *e, sim_conn *c, uint64_t *next)
     *next = min64(*next, ka_dl);
     sim_session *s = c->s;
     /* [AWS-QOS1-REDELIVERY] a new packet id and no DUP flag. */
+    bool gave_up = false;
     for (size_t i = 0; i < s->nfl && !c->blackholed; i++) {
         sim_flight *f = &s->fl[i];
         if (now - f->first_sent >= e->cfg.qos1_retry_max_ms || sim_msg_expired(f->it.m, now)) {
@@ -1346,6 +1378,7 @@ static bool conn_timers(sim_engine *e, sim_conn *c, uint64_t *next)
             sim_item it;
             sim_session_ack(s, f->pid, &it);
             sim_msg_unref(it.m);
+            gave_up = true;
             i--;
             continue;
         }
@@ -1362,7 +1395,10 @@ static bool conn_timers(sim_engine *e, sim_conn *c, uint64_t *next)
     if (c->hold_until && now >= c->hold_until) {
         c->hold_until = 0;
         pump(e, c);
-    } else if (c->hold_until) {
+    } else if (gave_up) {
+        pump(e, c); /* what was given up freed the window */
+    }
+    if (c->hold_until) {
         *next = min64(*next, c->hold_until);
     }
     /* [AWS-SESSION-REPLAY] stored messages at no more than replay_rate/s. */
@@ -1375,10 +1411,13 @@ static bool conn_timers(sim_engine *e, sim_conn *c, uint64_t *next)
             continue;
         }
         send_qos1(e, c, it);
-        uint64_t gap = e->cfg.replay_rate ? 1000u / e->cfg.replay_rate : 0;
+        /* Rounded up: "at most N per second" must hold in any 1 s window. */
+        uint64_t gap = e->cfg.replay_rate ? (1000u + e->cfg.replay_rate - 1) / e->cfg.replay_rate : 0;
         c->replay_next = (c->replay_next > now ? c->replay_next : now) + gap;
     }
-    if (s->stored.len && window_free(c))
+    /* Only a replay that could go now has a deadline of its own; a full
+     * window waits for a PUBACK, a SUBACK delay for hold_until. */
+    if (s->stored.len && window_free(c) && !c->hold_until)
         *next = min64(*next, c->replay_next);
     if (e->cfg.throughput && c->byte_tokens < 0) {
         uint64_t wait = (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1;

@@ -525,6 +525,7 @@ static void finish(sim_engine *e, sim_conn *c, const char *lc_reason, bool clien
         /* [AWS-WILL] on every disconnect but the client's own DISCONNECT. */
         if (will && c->will) {
             decide(e, c, "will_published", NULL);
+            sim_msg_restart_expiry(c->will, e->now);
             if (c->will->retain && e->cfg.retain == SIM_RETAIN_STORE)
                 store_retained(e, c->will);
             route(e, c->will);
@@ -639,7 +640,12 @@ sim_conn_id sim_engine_open(sim_engine *e, const sim_conn_info *info, uint64_t n
     c->state = C_AWAIT_CONNECT;
     c->opened_at = c->last_rx = now_ms;
     c->version = IOTC_MQTT_V311;
-    iotc_mqtt_reader_init(&c->rd, IOTC_MQTT_V311, e->cfg.max_packet, NULL, 0);
+    /* Until the version is known, and for 3.1.1, the limit is the payload
+     * limit plus the most a PUBLISH header can add; MQTT 5 clients get the
+     * advertised Maximum Packet Size once their CONNECT is read. */
+    uint64_t v3max = (uint64_t)e->cfg.max_payload + 65535u + 16u;
+    iotc_mqtt_reader_init(&c->rd, IOTC_MQTT_V311, v3max > IOTC_MQTT_MAX_PACKET ? IOTC_MQTT_MAX_PACKET : (uint32_t)v3max,
+                          NULL, 0);
     if (info) {
         c->principal = dup_or_null(info->principal);
         c->thing = dup_or_null(info->thing_name);
@@ -698,6 +704,8 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
     c->version = p->version;
     iotc_mqtt_reader_set_version(&c->rd, p->version);
     bool v5 = p->version == IOTC_MQTT_V5;
+    if (v5 && e->cfg.max_packet)
+        c->rd.max_packet_size = e->cfg.max_packet; /* what CONNACK advertises */
     char client_id[300];
     bool assigned = false;
 

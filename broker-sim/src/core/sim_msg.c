@@ -50,10 +50,18 @@ sim_msg *sim_msg_new(iotc_mqtt_bytes topic, iotc_mqtt_bytes payload, const iotc_
         m->props.user_count = props->user_count;
         m->props.raw.data = p;
         m->props.raw.len = raw_len;
-        if (props->present & IOTC_PROP_BIT(IOTC_PROP_MESSAGE_EXPIRY_INTERVAL))
-            m->expires_at = now_ms + (uint64_t)props->message_expiry_interval * 1000u;
+        if (props->present & IOTC_PROP_BIT(IOTC_PROP_MESSAGE_EXPIRY_INTERVAL)) {
+            m->expiry_interval = props->message_expiry_interval;
+            sim_msg_restart_expiry(m, now_ms);
+        }
     }
     return m;
+}
+
+void sim_msg_restart_expiry(sim_msg *m, uint64_t now_ms)
+{
+    if (m->expiry_interval)
+        m->expires_at = now_ms + (uint64_t)m->expiry_interval * 1000u;
 }
 
 sim_msg *sim_msg_ref(sim_msg *m)

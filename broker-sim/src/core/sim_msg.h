@@ -19,6 +19,7 @@ typedef struct sim_msg {
     uint8_t qos;             /* as published */
     bool retain;             /* as published */
     uint64_t expires_at;     /* virtual ms; 0: never */
+    uint32_t expiry_interval; /* the Message Expiry Interval it came with (s); 0: none */
     uint64_t publisher;      /* serial of the publishing session (No Local); 0: the broker */
     iotc_mqtt_bytes topic;   /* views into data[] */
     iotc_mqtt_bytes payload;
@@ -30,6 +31,9 @@ typedef struct sim_msg {
  * sets expires_at = now_ms + expiry_s * 1000.  NULL on allocation failure. */
 sim_msg *sim_msg_new(iotc_mqtt_bytes topic, iotc_mqtt_bytes payload, const iotc_mqtt_props *props, uint8_t qos,
                      bool retain, uint64_t publisher, uint64_t now_ms);
+/* Starts the expiry again from now_ms: a Will's interval runs from its
+ * publication, not from the CONNECT that carried it (aws-broker.md §1.11). */
+void sim_msg_restart_expiry(sim_msg *m, uint64_t now_ms);
 sim_msg *sim_msg_ref(sim_msg *m);
 void sim_msg_unref(sim_msg *m);
 bool sim_msg_expired(const sim_msg *m, uint64_t now_ms);

@@ -247,8 +247,106 @@ static void write_endpoint(void *ctx, const sim_server *srv)
     fprintf(stderr, "iotsim: ready: %s\n", fin);
 }
 
+/* Registers a device whose certificate the configuration gives as PEM; it
+ * must be issued by this simulator's CA, or TLS would refuse it anyway. */
+static int add_device_pem(app *a, const char *name, const char *pem, const char *status, char *err, size_t errlen)
+{
+    char ca_crt[PATH_MAX + 16], rel[300], abs[PATH_MAX + 320], id[65], why[256];
+    path_in(a, "ca.crt", ca_crt, sizeof ca_crt);
+    X509 *ca = NULL, *crt = NULL;
+    int rc = -1;
+    snprintf(rel, sizeof rel, "devices/%s.crt", name);
+    path_in(a, rel, abs, sizeof abs);
+    if (sim_pki_load_cert(ca_crt, &ca, err, errlen) || sim_pki_cert_from_pem(pem, &crt, why, sizeof why)) {
+        if (!ca)
+            goto out;
+        snprintf(err, errlen, "things[%s].certificate_pem: %s", name, why);
+        goto out;
+    }
+    if (sim_pki_verify(ca, crt, why, sizeof why)) {
+        snprintf(err, errlen, "things[%.64s].certificate_pem: not issued by this simulator's CA (%.200s): %.100s", name, ca_crt,
+                 why);
+        goto out;
+    }
+    if (sim_pki_cert_id(crt, id) || sim_pki_write_cert(abs, crt, err, errlen))
+        goto out;
+    sim_device d = {(char *)name, id, (char *)status, rel, "", "allow-all"};
+    rc = sim_registry_add(&a->reg, &d, err, errlen) || sim_registry_save(&a->reg, err, errlen) ? -1 : 0;
+out:
+    X509_free(ca);
+    X509_free(crt);
+    return rc;
+}
+
+/* The configuration's "things": [{"name", "certificate_pem"?, "status"?}].
+ * A thing without a PEM gets a generated certificate and key; a thing that
+ * is already registered keeps its certificate and takes the status. */
+static int apply_things(app *a, const cJSON *things, char *err, size_t errlen)
+{
+    if (!cJSON_IsArray(things)) {
+        snprintf(err, errlen, "things: must be an array of {\"name\", \"certificate_pem\", \"status\"}");
+        return -1;
+    }
+    const cJSON *t;
+    size_t i = 0;
+    cJSON_ArrayForEach(t, things)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+        const cJSON *pem = cJSON_GetObjectItemCaseSensitive(t, "certificate_pem");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(t, "status");
+        const cJSON *k;
+        cJSON_ArrayForEach(k, t)
+        {
+            if (strcmp(k->string, "name") && strcmp(k->string, "certificate_pem") && strcmp(k->string, "status")) {
+                snprintf(err, errlen, "things[%zu].%.64s: unknown key (want name, certificate_pem, status)", i,
+                         k->string);
+                return -1;
+            }
+        }
+        if (!cJSON_IsString(name) || !sim_thing_name_valid(name->valuestring)) {
+            snprintf(err, errlen, "things[%zu].name: 1..128 characters of a-z A-Z 0-9 : _ -", i);
+            return -1;
+        }
+        if ((pem && !cJSON_IsString(pem)) ||
+            (st && (!cJSON_IsString(st) || (strcmp(st->valuestring, "ACTIVE") && strcmp(st->valuestring, "INACTIVE") &&
+                                             strcmp(st->valuestring, "REVOKED"))))) {
+            snprintf(err, errlen, "things[%zu]: certificate_pem must be a string, status ACTIVE, INACTIVE or REVOKED",
+                     i);
+            return -1;
+        }
+        const char *status = st ? st->valuestring : "ACTIVE";
+        const sim_device *d = sim_registry_by_thing(&a->reg, name->valuestring);
+        if (d) {
+            if (strcmp(d->status, status)) {
+                char *ns = strdup(status);
+                if (!ns)
+                    return -1;
+                free(((sim_device *)d)->status);
+                ((sim_device *)d)->status = ns;
+                if (sim_registry_save(&a->reg, err, errlen))
+                    return -1;
+            }
+        } else if (pem) {
+            if (add_device_pem(a, name->valuestring, pem->valuestring, status, err, errlen))
+                return -1;
+        } else {
+            if (add_device(a, name->valuestring, err, errlen))
+                return -1;
+            if (strcmp(status, "ACTIVE")) {
+                sim_device *nd = (sim_device *)sim_registry_by_thing(&a->reg, name->valuestring);
+                free(nd->status);
+                nd->status = strdup(status);
+                if (!nd->status || sim_registry_save(&a->reg, err, errlen))
+                    return -1;
+            }
+        }
+        i++;
+    }
+    return 0;
+}
+
 /* Reads and applies a --config file; errors start with the file name. */
-static int config_load(sim_config *cfg, sim_profile *profile, const char *path, char *err, size_t errlen)
+static int config_load(app *a, sim_config *cfg, sim_profile *profile, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -278,11 +376,28 @@ static int config_load(sim_config *cfg, sim_profile *profile, const char *path, 
         len += n;
     }
     fclose(f);
-    char inner[400];
-    int rc = sim_config_parse(cfg, profile, buf ? buf : "", len, inner, sizeof inner);
-    if (rc)
-        snprintf(err, errlen, "%s: %s", path, inner);
+    char inner[1024] = "";
+    int rc = -1;
+    cJSON *root = buf ? cJSON_ParseWithLength(buf, len) : NULL;
     free(buf);
+    if (!root || !cJSON_IsObject(root)) {
+        snprintf(err, errlen, "%s: not a JSON object", path);
+        cJSON_Delete(root);
+        return -1;
+    }
+    cJSON *things = cJSON_DetachItemFromObjectCaseSensitive(root, "things");
+    char *rest = NULL;
+    if (cJSON_GetObjectItemCaseSensitive(root, "policies")) {
+        snprintf(inner, sizeof inner, "policies: not simulated yet (every device has the allow-all policy)");
+    } else if ((rest = cJSON_PrintUnformatted(root)) != NULL &&
+               sim_config_parse(cfg, profile, rest, strlen(rest), inner, sizeof inner) == 0) {
+        rc = things ? apply_things(a, things, inner, sizeof inner) : 0;
+    }
+    if (rc)
+        snprintf(err, errlen, "%.300s: %s", path, inner[0] ? inner : "out of memory");
+    free(rest);
+    cJSON_Delete(things);
+    cJSON_Delete(root);
     return rc;
 }
 
@@ -354,7 +469,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    char err[512] = "";
+    char err[1536] = "";
     if (ensure_state(&a, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: state directory %s: %s\n", a.dir, err);
         sim_registry_free(&a.reg);
@@ -373,7 +488,7 @@ int main(int argc, char **argv)
     a.profile = !strcmp(profile, "current") ? SIM_PROFILE_CURRENT : SIM_PROFILE_CLASSIC;
     sim_config cfg;
     sim_config_init(&cfg, a.profile);
-    if (config && config_load(&cfg, &a.profile, config, err, sizeof err) != 0) {
+    if (config && config_load(&a, &cfg, &a.profile, config, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: %s\n", err);
         sim_registry_free(&a.reg);
         return 2;

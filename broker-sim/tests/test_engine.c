@@ -842,6 +842,68 @@ static void test_fault_qos0_dup_permille_1000(void **state)
     h_expect_none(h, s);
 }
 
+/* [AWS-ORDER] with reorder_permille 1000 every other delivery is held back
+ * and overtaken by the next one; a last one goes out after reorder_hold_ms. */
+static void test_deviation_reorder(void **state)
+{
+    H *h = *state;
+    h->cfg.reorder_permille = 1000;
+    h_start(h);
+    h_conn *s = h_client(h, V3, "sub");
+    h_sub_ok(h, s, "t/#", 0);
+    h_conn *p = h_client(h, V3, "pub");
+    h_pub(h, p, "t/1", "one", 0, false);
+    h_expect_none(h, s); /* held back */
+    h_pub(h, p, "t/2", "two", 0, false);
+    h_expect_pub(h, s, "t/2", "two", 0);
+    h_expect_pub(h, s, "t/1", "one", 0);
+    h_pub(h, p, "t/3", "three", 0, false);
+    h_expect_none(h, s);
+    h_advance(h, h->cfg.reorder_hold_ms - 1);
+    h_expect_none(h, s);
+    h_advance(h, 1);
+    h_expect_pub(h, s, "t/3", "three", 0);
+    assert_true(h_log_count(h, "decision", "reordered") >= 2);
+}
+
+/* A held-back QoS 1 delivery is owed to a persistent session that goes away. */
+static void test_deviation_reorder_survives_disconnect(void **state)
+{
+    H *h = *state;
+    h->cfg.reorder_permille = 1000;
+    h_start(h);
+    h_conn *s = h_open(h);
+    h_connect_persistent(h, s, V3, "sub");
+    h_sub_ok(h, s, "t/#", 1);
+    h_conn *p = h_client(h, V3, "pub");
+    h_pub1_ok(h, p, "t/1", "one");
+    h_expect_none(h, s);
+    h_lost(h, s);
+    h_advance(h, 1000);
+    h_conn *s2 = h_open(h);
+    h_connect_persistent(h, s2, V3, "sub");
+    h_advance(h, 10);
+    h_expect_pub(h, s2, "t/1", "one", 1);
+}
+
+/* The control API's "delay deliveries" fault. */
+static void test_fault_delay_deliveries(void **state)
+{
+    H *h = *state;
+    h_start(h);
+    h_conn *s = h_client(h, V3, "sub");
+    h_sub_ok(h, s, "t/#", 1);
+    h_conn *p = h_client(h, V3, "pub");
+    sim_engine_delay_deliveries(h->e, 0, 500, h->now);
+    h_tick(h);
+    h_pub1_ok(h, p, "t/1", "late");
+    h_expect_none(h, s);
+    h_advance(h, 499);
+    h_expect_none(h, s);
+    h_advance(h, 1);
+    h_expect_pub(h, s, "t/1", "late", 1);
+}
+
 static void test_fault_suback_delay(void **state)
 {
     H *h = *state;
@@ -941,6 +1003,9 @@ int main(void)
         H_TEST(test_fault_blackhole),
         H_TEST(test_fault_duplicate_next_qos0),
         H_TEST(test_fault_qos0_dup_permille_1000),
+        H_TEST(test_deviation_reorder),
+        H_TEST(test_deviation_reorder_survives_disconnect),
+        H_TEST(test_fault_delay_deliveries),
         H_TEST(test_fault_suback_delay),
         H_TEST(test_free_with_everything_open),
     };

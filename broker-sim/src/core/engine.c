@@ -91,6 +91,7 @@ void sim_config_init(sim_config *c, sim_profile profile)
     c->retain = profile == SIM_PROFILE_CURRENT ? SIM_RETAIN_STORE : SIM_RETAIN_DISCONNECT;
     c->takeover_connack_both = profile == SIM_PROFILE_CLASSIC;
     c->lifecycle_events = true;
+    c->reorder_hold_ms = 100;
 }
 
 /* ---- event log ---------------------------------------------------------- */
@@ -424,6 +425,32 @@ static void pump(sim_engine *e, sim_conn *c)
     }
 }
 
+/* Sends now (the window and hold were checked); takes over the reference. */
+static void send_item(sim_engine *e, sim_conn *c, sim_item it)
+{
+    if (it.qos == 0) {
+        send_qos0(e, c, &it);
+        sim_msg_unref(it.m);
+    } else {
+        send_qos1(e, c, it);
+    }
+}
+
+/* The held-back delivery goes out (after the one that overtook it). */
+static void flush_stash(sim_engine *e, sim_session *s)
+{
+    sim_item st = s->stash;
+    if (!st.m)
+        return;
+    s->stash.m = NULL;
+    if (st.qos == 1 && !window_free(s->conn)) {
+        if (!sim_fifo_push_front(&s->pending, st))
+            sim_msg_unref(st.m);
+        return;
+    }
+    send_item(e, s->conn, st);
+}
+
 /* Takes a new reference to m. */
 static void deliver(sim_engine *e, sim_session *s, sim_msg *m, uint8_t qos, bool retain)
 {
@@ -442,12 +469,16 @@ static void deliver(sim_engine *e, sim_session *s, sim_msg *m, uint8_t qos, bool
         return;
     }
     if (!s->pending.len && c->hold_until <= e->now && (qos == 0 || window_free(c))) {
-        if (qos == 0) {
-            send_qos0(e, c, &it);
-            sim_msg_unref(it.m);
-        } else {
-            send_qos1(e, c, it);
+        /* [AWS-ORDER] "the broker does not guarantee the order": held back,
+         * this delivery is overtaken by the next one. */
+        if (!s->stash.m && e->cfg.reorder_permille && e->io.random(e->ctx) % 1000 < e->cfg.reorder_permille) {
+            s->stash = it;
+            s->stash_at = e->now;
+            decide(e, c, "reordered", "held back to be overtaken");
+            return;
         }
+        send_item(e, c, it);
+        flush_stash(e, s);
         return;
     }
     if (!sim_fifo_push(&s->pending, it)) {
@@ -1406,6 +1437,13 @@ static bool conn_timers(sim_engine *e, sim_conn *c, uint64_t *next)
     } else if (gave_up) {
         pump(e, c); /* what was given up freed the window */
     }
+    if (s->stash.m) {
+        uint64_t due = s->stash_at + e->cfg.reorder_hold_ms;
+        if (now >= due)
+            flush_stash(e, s);
+        else
+            *next = min64(*next, due);
+    }
     if (c->hold_until) {
         *next = min64(*next, c->hold_until);
     }
@@ -1502,6 +1540,19 @@ bool sim_engine_blackhole(sim_engine *e, sim_conn_id id, bool on)
     return true;
 }
 
+void sim_engine_delay_deliveries(sim_engine *e, sim_conn_id id, uint32_t ms, uint64_t now_ms)
+{
+    e->now = now_ms;
+    size_t i;
+    for (sim_map_entry *me = sim_map_first(&e->conns, &i); me; me = sim_map_next(&e->conns, &i, me)) {
+        sim_conn *c = me->value;
+        if (c->state == C_LIVE && (!id || c->id == id)) {
+            c->hold_until = now_ms + ms;
+            decide(e, c, "fault_delay_deliveries", NULL);
+        }
+    }
+}
+
 void sim_engine_duplicate_next_qos0(sim_engine *e, uint32_t n)
 {
     e->dup_next = n;
@@ -1517,7 +1568,7 @@ void sim_engine_stats(const sim_engine *e, sim_stats *out)
     for (sim_map_entry *me = sim_map_first(&e->sessions, &i); me; me = sim_map_next(&e->sessions, &i, me)) {
         const sim_session *s = me->value;
         out->subscriptions += s->nsubs;
-        out->queued += s->stored.len + s->pending.len;
+        out->queued += s->stored.len + s->pending.len + (s->stash.m ? 1 : 0);
         out->inflight += s->nfl;
     }
 }

@@ -48,6 +48,8 @@ static const key KEYS[] = {
     BOOL("deviations", v3_qos2_subscribe_close),
     U32("deviations", qos0_dup_permille, 0, 1000),
     U32("deviations", suback_delay_ms, 0, 86400000),
+    U32("deviations", reorder_permille, 0, 1000),
+    U32("deviations", reorder_hold_ms, 0, 86400000),
     BOOL("deviations", lifecycle_events),
     BOOL("deviations", hash_matches_parent),
 };

@@ -71,6 +71,8 @@ typedef struct {
     bool v3_qos2_subscribe_close;    /* 3.1.1 SUBSCRIBE with QoS 2: also close (default: no SUBACK only) */
     uint32_t qos0_dup_permille;      /* chance of a QoS 0 duplicate per delivery, in 1/1000 */
     uint32_t suback_delay_ms;        /* delay between SUBACK and the first delivery */
+    uint32_t reorder_permille;       /* chance that a delivery is held back and overtaken by the next [AWS-ORDER] */
+    uint32_t reorder_hold_ms;        /* 100: a held-back delivery goes out after this if nothing overtakes it */
     bool lifecycle_events;           /* publish $aws/events/... (on) */
     bool hash_matches_parent;        /* MQTT's rule that a/# matches a (AWS: off) */
 } sim_config;
@@ -126,6 +128,8 @@ void sim_engine_refuse_until(sim_engine *e, uint64_t until_ms);
 bool sim_engine_blackhole(sim_engine *e, sim_conn_id c, bool on);
 /* Duplicates the next `n` QoS 0 deliveries. */
 void sim_engine_duplicate_next_qos0(sim_engine *e, uint32_t n);
+/* Holds every delivery to `c` (0: to every connection) for `ms`. */
+void sim_engine_delay_deliveries(sim_engine *e, sim_conn_id c, uint32_t ms, uint64_t now_ms);
 
 /* Counts for tests and the control API. */
 typedef struct {

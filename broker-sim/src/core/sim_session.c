@@ -39,6 +39,7 @@ void sim_session_free(sim_session *s)
     free(s->subs);
     sim_fifo_clear(&s->stored);
     sim_fifo_clear(&s->pending);
+    sim_msg_unref(s->stash.m);
     for (size_t i = 0; i < s->nfl; i++)
         sim_msg_unref(s->fl[i].it.m);
     free(s->fl);
@@ -192,6 +193,11 @@ bool sim_session_ack(sim_session *s, uint16_t pid, sim_item *out)
 
 void sim_session_requeue(sim_session *s)
 {
+    if (s->stash.m) { /* a held-back delivery is still owed */
+        if (!sim_fifo_push(&s->pending, s->stash))
+            sim_msg_unref(s->stash.m);
+        s->stash.m = NULL;
+    }
     /* Pending first (they go behind the flights), each pushed to the front in
      * reverse so that the original order is kept. */
     sim_item it;

@@ -54,6 +54,8 @@ typedef struct sim_session {
     sim_fifo pending;        /* live; waits for the window (or the SUBACK delay) */
     sim_flight *fl;
     size_t nfl, flcap;
+    sim_item stash;          /* a delivery held back to be overtaken (reordering) */
+    uint64_t stash_at;
     uint16_t next_pid;
     uint32_t expiry_s;       /* 0: the session ends with the connection */
     uint64_t expires_at;     /* virtual ms, while offline */

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -460,12 +461,35 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
     sim_conn_id id = cid ? sim_engine_find_client(s->engine, cid) : 0;
     if (!strcmp(h->path, "/faults/drop")) {
         double reason = num(b, "reason", 0x98); /* Administrative action */
+        bool abrupt = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "abrupt"));
         if (!cid || !id)
             r = reply_msg(status, 404, "error", "client_id: no such connected client");
         else if (reason < 0 || reason > 255)
             r = reply_msg(status, 400, "error", "reason: an MQTT 5 reason code 0..255");
-        else if (sim_engine_drop(s->engine, id, (uint8_t)reason, "control API: drop", now))
-            r = reply_msg(status, 200, "status", "dropped");
+        else {
+            if (abrupt) {
+                /* A reset, not a close: SO_LINGER 0 makes close() send RST,
+                 * and no DISCONNECT goes first. */
+                conn_pss *p = sim_map_get(&s->by_id, &id, sizeof id);
+                struct linger lg = {1, 0};
+                if (p)
+                    setsockopt(lws_get_socket_fd(p->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+                reason = 0;
+            }
+            if (sim_engine_drop(s->engine, id, (uint8_t)reason, abrupt ? "control API: reset" : "control API: drop",
+                                now))
+                r = reply_msg(status, 200, "status", abrupt ? "reset" : "dropped");
+        }
+    } else if (!strcmp(h->path, "/faults/delay")) {
+        double ms = num(b, "ms", -1);
+        if (ms < 0 || ms > 86400000)
+            r = reply_msg(status, 400, "error", "ms: a number of milliseconds, 0..86400000");
+        else if (cid && !id)
+            r = reply_msg(status, 404, "error", "client_id: no such connected client");
+        else {
+            sim_engine_delay_deliveries(s->engine, id, (uint32_t)ms, now);
+            r = reply_msg(status, 200, "status", "delaying");
+        }
     } else if (!strcmp(h->path, "/faults/refuse")) {
         double secs = num(b, "seconds", -1);
         if (secs < 0)

@@ -176,10 +176,11 @@ class Sim:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stderr_text(self):
+    def stderr_text(self, full=False):
         try:
             with open(self.stderr_path, errors="replace") as f:
-                return f.read()[-2000:]
+                t = f.read()
+                return t if full else t[-2000:]
         except OSError:
             return ""
 

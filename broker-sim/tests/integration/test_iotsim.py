@@ -37,9 +37,24 @@ class Base(unittest.TestCase):
 
     def sim(self, *args, **kw):
         s = Sim(*args, **kw)
-        self.addCleanup(s.cleanup)
+        self.addCleanup(self._stop_sim, s)
         s.start()
         return s
+
+    def _stop_sim(self, s):
+        """Every iotsim must stop cleanly on SIGTERM (status 0, within the
+        timeout, no sanitizer report when built with SANITIZE=1)."""
+        try:
+            rc = s.stop()
+            err = s.stderr_text(full=True)
+            m = re.search(r"(ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:)", err)
+            if m:
+                raise AssertionError("iotsim sanitizer report:\n" + err[max(0, m.start() - 200):m.start() + 3000])
+            if rc != 0:
+                raise AssertionError("iotsim exited with status %r on SIGTERM (%.2f s): %s"
+                                     % (rc, s.stop_seconds or 0, err[-1500:]))
+        finally:
+            s.cleanup()
 
     def paho(self, sim, client_id, **kw):
         p = Paho(sim, client_id, **kw)
@@ -792,32 +807,41 @@ class T09BadInput(Base):
         sub = self.paho(s, "big-sub", v5=True)
         ack = sub.connect()
         self.assertEqual(ack[1], 0)
-        limit = ack[2].json()["MaximumPacketSize"]  # what the broker advertises
+        limit = ack[2].json()["MaximumPacketSize"]  # what the broker advertises to MQTT 5 clients
         self.assertLessEqual(limit, 128 * 1024)
         self.assertEqual([g.value for g in sub.subscribe("big/#", 1)], [1])
 
-        def payload_for(topic, total):  # a 3.1.1 QoS 1 PUBLISH of `total` bytes in all
-            body = total - 1 - 3  # fixed header with a 3-byte remaining length
-            return body - 2 - len(topic.encode()) - 2
-        # A PUBLISH exactly at the advertised size is taken...
-        ok = self.paho(s, "big-ok")
-        self.assertEqual(ok.connect()[1], 0)
-        n = payload_for("big/ok", limit)
-        self.assertTrue(ok.publish("big/ok", b"a" * n, qos=1, timeout=5), "no PUBACK at the limit" + s.tail())
-        m = sub.get(5)
-        self.assertIsNotNone(m, s.tail())
-        self.assertEqual(len(m.payload), n)
-        # ...one byte more, and 200 KB, close the connection without a PUBACK.
-        for cid, total in (("big-over", limit + 1), ("big-200k", None)):
-            c = self.paho(s, cid)
+        def v5_payload(topic, total):  # an MQTT 5 QoS 1 PUBLISH of `total` bytes in all, no properties
+            return total - 1 - 3 - 2 - len(topic) - 2 - 1
+
+        def accepted(cid, v5, size):
+            c = self.paho(s, cid, v5=v5)
             self.assertEqual(c.connect()[1], 0)
-            size = payload_for("big/" + cid, total) if total else 200 * 1024
+            self.assertTrue(c.publish("big/" + cid, b"a" * size, qos=1, timeout=5),
+                            "%s: no PUBACK for %d bytes%s" % (cid, size, s.tail()))
+            m = sub.get(5)
+            self.assertIsNotNone(m, s.tail())
+            self.assertEqual((m.topic, len(m.payload)), ("big/" + cid, size))
+
+        def refused(cid, v5, size, detail):
+            c = self.paho(s, cid, v5=v5)
+            self.assertEqual(c.connect()[1], 0)
             info = c.c.publish("big/" + cid, b"b" * size, qos=1)
             self.assertTrue(wait_for(c.gone, 5), "%s: still connected%s" % (cid, s.tail()))
             self.assertNotIn(info.mid, c.published, "%s: PUBACK for an oversized PUBLISH" % cid)
             ev = self.assertEvent(s, kind="decision", what="close", client=cid)
             self.assertEqual(ev.get("reason"), "CLIENT_ERROR", ev)
-            self.assertRegex(ev.get("detail", ""), "too large|over the limit", ev)
+            self.assertIn(detail, ev.get("detail", ""), ev)
+            if v5:  # 0x95 Packet too large
+                self.assertEvent(s, kind="out", type="DISCONNECT", client=cid, reason=0x95)
+        # 3.1.1: the limit is on the payload, 128 KiB.
+        accepted("big311-ok", False, 128 * 1024)
+        refused("big311-over", False, 128 * 1024 + 1, "payload over the limit")
+        refused("big311-200k", False, 200 * 1024, "too large")
+        # MQTT 5: the limit is the advertised Maximum Packet Size.
+        accepted("big5-ok", True, v5_payload("big/big5-ok", limit))
+        refused("big5-over", True, v5_payload("big/big5-over", limit + 1), "too large")
+        refused("big5-200k", True, 200 * 1024, "too large")
         self.assertEqual(sub.drain(0.5), [], "an oversized message was delivered")
         self._still_up(s)
 

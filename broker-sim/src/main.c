@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +40,8 @@ typedef struct {
     sim_profile profile;
     sim_server *srv;
     const char *log_path;
+    const char *listen;  /* the address every listener is on */
+    int lock_fd;         /* holds the state directory while a server runs */
 } app;
 
 static sim_server *g_srv; /* for the signal handler only */
@@ -110,6 +114,29 @@ out:
     return rc;
 }
 
+/* One process at a time owns a state directory: a server for its lifetime,
+ * `device add` for a moment.  Otherwise the server's next registry save
+ * would silently drop what the other wrote. */
+static int lock_state(app *a, char *err, size_t errlen)
+{
+    char p[PATH_MAX + 32];
+    path_in(a, ".lock", p, sizeof p);
+    a->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (a->lock_fd < 0 || fcntl(a->lock_fd, F_SETLK, &fl) != 0) {
+        snprintf(err, errlen,
+                 "%.300s is in use by a running iotsim: add devices through its control API (POST /devices)", a->dir);
+        if (a->lock_fd >= 0)
+            close(a->lock_fd);
+        a->lock_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
 /* The CA, the server certificate and the first device, unless they exist. */
 static int ensure_state(app *a, char *err, size_t errlen)
 {
@@ -136,16 +163,27 @@ static int ensure_state(app *a, char *err, size_t errlen)
     } else if (sim_pki_load_key(ca_key, &cak, err, errlen) || sim_pki_load_cert(ca_crt, &cac, err, errlen)) {
         goto out;
     }
-    if (!exists(srv_crt) || !exists(srv_key)) {
-        static const char *const san[] = {"localhost", "127.0.0.1",
-                                          ENDPOINT_PREFIX "-ats.iot." REGION ".amazonaws.com"};
+    /* The server certificate must name the address clients dial: a new
+     * --listen address gets a new certificate. */
+    bool covers = exists(srv_crt) && exists(srv_key);
+    if (covers && a->listen && strcmp(a->listen, "127.0.0.1") && strcmp(a->listen, "localhost")) {
+        X509 *cur = NULL;
+        covers = sim_pki_load_cert(srv_crt, &cur, err, errlen) == 0 && X509_check_ip_asc(cur, a->listen, 0) == 1;
+        X509_free(cur);
+    }
+    if (!covers) {
+        const char *san[] = {"localhost", "127.0.0.1", "::1", ENDPOINT_PREFIX "-ats.iot." REGION ".amazonaws.com",
+                             NULL};
+        size_t nsan = 4;
+        if (a->listen && strcmp(a->listen, "127.0.0.1") && strcmp(a->listen, "localhost"))
+            san[nsan++] = a->listen;
         sim_pki_req req;
         sim_pki_req_init(&req);
         req.cn = "localhost";
         req.days = 825;
         req.server = true;
         req.san = san;
-        req.nsan = 3;
+        req.nsan = nsan;
         if (sim_pki_issue(cak, cac, &req, &sk, &sc, err, errlen) || sim_pki_write_key(srv_key, sk, err, errlen) ||
             sim_pki_write_cert(srv_crt, sc, err, errlen))
             goto out;
@@ -204,7 +242,7 @@ static void write_endpoint(void *ctx, const sim_server *srv)
     if (!o)
         return;
     char p[PATH_MAX + 320];
-    cJSON_AddStringToObject(o, "host", "127.0.0.1");
+    cJSON_AddStringToObject(o, "host", a->listen);
     cJSON_AddStringToObject(o, "endpoint", ENDPOINT_PREFIX "-ats.iot." REGION ".amazonaws.com");
     cJSON *ports = cJSON_AddObjectToObject(o, "ports");
     static const char *const names[] = {"mtls", "alpn", "tcp", "control"};
@@ -470,6 +508,12 @@ int main(int argc, char **argv)
         }
     }
     char err[1536] = "";
+    a.listen = listen;
+    a.lock_fd = -1;
+    if (lock_state(&a, err, sizeof err) != 0) {
+        fprintf(stderr, "iotsim: %s\n", err);
+        return 1;
+    }
     if (ensure_state(&a, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: state directory %s: %s\n", a.dir, err);
         sim_registry_free(&a.reg);

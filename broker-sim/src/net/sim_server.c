@@ -36,6 +36,7 @@ typedef struct conn_pss {
     bool opened;        /* the engine knows it */
     bool engine_closed; /* the engine asked for the close: do not report it lost */
     bool closing;
+    bool refused;       /* identify() refused it and said why */
     uint8_t *out;
     size_t out_len, out_off, out_cap;
     uint8_t *in;        /* held back by the throughput limit */
@@ -271,8 +272,10 @@ static bool identify(sim_server *s, conn_pss *p, char id_out[65], const char **t
         SSL_get0_alpn_selected(ssl, &a, &alen);
         static const char want[] = "x-amzn-mqtt-ca";
         if (alen != sizeof want - 1 || memcmp(a, want, alen) != 0) {
-            /* [AWS-ALPN] custom authentication (ALPN "mqtt") is not simulated yet. */
-            edge_log(s, p->listener, "alpn_refused", alen ? "ALPN other than x-amzn-mqtt-ca" : "no ALPN");
+            /* [AWS-ALPN] custom authentication (ALPN "mqtt") is not simulated
+             * yet.  The server selects only x-amzn-mqtt-ca, so any other
+             * offer shows here as none selected. */
+            edge_log(s, p->listener, "alpn_refused", "ALPN x-amzn-mqtt-ca not selected (custom auth not simulated)");
             return false;
         }
     }
@@ -319,6 +322,14 @@ static int cb_mqtt(struct lws *wsi, enum lws_callback_reasons reason, void *user
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
         /* lws ignores preverify_ok unless told: any certificate would get in. */
+        if (!len) {
+            int which = L_MTLS;
+            for (int i = 0; i < L_COUNT; i++)
+                if (s->vh[i] == lws_get_vhost(wsi))
+                    which = i;
+            edge_log(s, which, "tls_refused",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error((X509_STORE_CTX *)user)));
+        }
         return !len;
     case LWS_CALLBACK_RAW_ADOPT: {
         memset(p, 0, sizeof *p);
@@ -336,8 +347,10 @@ static int cb_mqtt(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_RAW_RX:
         if (!p || p->closing || !len)
             return 0;
-        if (!p->opened && !open_conn(s, p))
+        if (!p->opened && !open_conn(s, p)) {
+            p->refused = true;
             return -1;
+        }
         if (p->in_len) { /* already held back: keep the order */
             if (p->in_len + len > MAX_IN_BACKLOG)
                 return -1;
@@ -385,6 +398,10 @@ static int cb_mqtt(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_RAW_CLOSE:
         if (!p)
             return 0;
+        if (!p->opened && p->listener != L_TCP && !p->refused)
+            /* The TLS handshake failed (no client certificate, a protocol
+             * error) or the client left before sending anything. */
+            edge_log(s, p->listener, "closed_before_mqtt", "TLS handshake failed or nothing was sent");
         if (p->opened && !p->engine_closed) {
             sim_map_del(&s->by_id, &p->id, sizeof p->id);
             sim_engine_lost(s->engine, p->id, sim_server_now(s));

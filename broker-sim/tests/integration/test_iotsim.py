@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +25,10 @@ import threading
 import time
 import unittest
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from iotsim_helper import (PINGREQ, Paho, RawMqtt, Sim, cert_id_of, connect_packet, iotsim_binary,  # noqa: E402
-                           publish_packet, raw_tls, run, spawn, stop_process, wait_for)
+                           raw_tls, run, spawn, stop_process, wait_for)
 
 ALPN_AWS = ["x-amzn-mqtt-ca"]
 
@@ -100,7 +102,7 @@ class Base(unittest.TestCase):
 
     def tmpdir(self):
         d = tempfile.mkdtemp(prefix="iotsim-it-x-")
-        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
+        self.addCleanup(shutil.rmtree, d, True)
         return d
 
 
@@ -242,14 +244,17 @@ class T02Traps(Base):
                 self.assertNoEvent(s, kind="in", type="CONNECT", client_id=c)
         self.assertNoEvent(s, kind="decision", what="open", principal=cert_id_of(device[0]))
 
-    def test_a_certificate_from_another_ca(self):
-        s = self.sim()
+    def rogue_device(self):
         d = self.tmpdir()
         rca_key, rca_crt = os.path.join(d, "rogue-ca.key"), os.path.join(d, "rogue-ca.crt")
         # Same subject as iotsim's CA, different key: only the signature tells them apart.
         openssl_ok(self, ["req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                           "-nodes", "-keyout", rca_key, "-out", rca_crt, "-subj", "/CN=iotsim test CA", "-days", "2"])
-        dev = make_device_cert(self, d, "rogue-device", rca_crt, rca_key)
+        return make_device_cert(self, d, "rogue-device", rca_crt, rca_key)
+
+    def test_a_certificate_from_another_ca(self):
+        s = self.sim()
+        dev = self.rogue_device()
         self._assert_refused(s, dev, "rogue")
         # The registered device still gets in on both ports after all that.
         for listener, alpn in (("mtls", None), ("alpn", "x-amzn-mqtt-ca")):
@@ -265,6 +270,21 @@ class T02Traps(Base):
         self._assert_refused(s, dev, "unreg")
         for listener in ("mtls", "alpn"):
             self.assertEvent(s, kind="decision", what="certificate_refused", listener=listener)
+
+    def test_g_tls_refusals_are_in_the_event_log(self):
+        # The event log holds "one object per broker decision"; refusing a
+        # certificate at the TLS layer is one (sim_server.c has tls_refused
+        # records for it).
+        s = self.sim()
+        dev = self.rogue_device()
+        r = run(["mosquitto_pub", *s.mosq_tls(device=dev), "-i", "rogue-log", "-t", "x", "-m", "x"], timeout=10)
+        self.assertNotEqual(r.returncode, 0)
+        r = run(["mosquitto_pub", "-h", "localhost", "-p", str(s.port("mtls")), "--cafile", s.ep["ca_file"],
+                 "-i", "nocert-log", "-t", "x", "-m", "x"], timeout=10)
+        self.assertNotEqual(r.returncode, 0)
+        got = wait_for(lambda: len(s.find(kind="decision", listener="mtls")) >= 2, 2)
+        self.assertTrue(got, "a certificate from another CA and a missing client certificate were refused, "
+                        "and the event log says nothing about either" + s.tail())
 
     def test_c_plain_text_to_tls_ports(self):
         s = self.sim("--insecure-tcp")
@@ -291,13 +311,14 @@ class T02Traps(Base):
         for fam, addr, port in socks:
             self.assertEqual(fam, "tcp", "IPv6 listener %s:%d" % (addr, port))
             self.assertEqual(addr, ip, "listener on %s:%d" % (addr, port))
-        # The same through iproute2, as an operator would look.
-        r = run(["ss", "-Hltnp"], timeout=5)
-        if r.returncode == 0:
+        # The same through iproute2 (when installed), as an operator would look.
+        if shutil.which("ss"):
+            r = run(["ss", "-Hltnp"], timeout=5)
             mine = [ln for ln in r.stdout.splitlines() if "pid=%d," % s.proc.pid in ln]
-            self.assertEqual(len(mine), len(socks), r.stdout)
-            for ln in mine:
-                self.assertTrue(ln.split()[3].startswith(ip + ":"), ln)
+            if r.returncode == 0 and mine:  # no process column without the rights to see it
+                self.assertEqual(len(mine), len(socks), r.stdout)
+                for ln in mine:
+                    self.assertTrue(ln.split()[3].startswith(ip + ":"), ln)
 
     def test_d_nothing_beyond_loopback(self):
         s = self.sim("--insecure-tcp")

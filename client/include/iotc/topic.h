@@ -50,7 +50,11 @@ enum {
 #define IOTC_MATCH_AWS (IOTC_MATCH_DOLLAR_RULE | IOTC_MATCH_AWS_HASH_PARENT)
 
 /* Whether a valid topic name matches a valid filter (give a shared
- * subscription's filter part, not "$share/<name>/").  Case-sensitive. */
+ * subscription's filter part, not "$share/<name>/").  Case-sensitive.
+ * Precondition: both passed their checks above.  The match does not check
+ * them again, because it runs once per subscription for every message
+ * routed; on inputs that were not checked its answer means nothing (it
+ * still reads nothing outside them). */
 bool iotc_topic_match(const char *filter, size_t flen, const char *topic, size_t tlen, unsigned flags);
 
 /* The share name and filter of `$share/<name>/<filter>`; false if not one. */

@@ -9,6 +9,8 @@
 #ifndef IOTC_CODEC_INTERNAL_H
 #define IOTC_CODEC_INTERNAL_H
 
+#include <string.h>
+
 #include "iotc/mqtt.h"
 
 /* ---- reading ---- */
@@ -39,6 +41,30 @@ iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what);
 iotc_mqtt_status mq_bin(mq_cur *c, iotc_mqtt_bytes *v, const char *what);
 /* UTF-8 Encoded String: as binary, and well-formed UTF-8 (reason 0x81). */
 iotc_mqtt_status mq_str(mq_cur *c, iotc_mqtt_bytes *v, const char *what);
+
+/* How many leading bytes of s are ASCII 0x01..0x7F (and not '+' or '#' when
+ * asked), counted in whole 8-byte words: a fast prefix for the checks.
+ * Inline: topics and property strings are short, a call would cost more
+ * than the scan (the classic "word has a zero byte" trick). */
+#define MQ_ONES 0x0101010101010101ull
+#define MQ_HIGHS 0x8080808080808080ull
+static inline bool mq_has_zero(uint64_t w)
+{
+    return ((w - MQ_ONES) & ~w & MQ_HIGHS) != 0;
+}
+static inline size_t mq_ascii_run(const uint8_t *s, size_t len, bool stop_at_wildcards)
+{
+    size_t i = 0;
+    while (len - i >= 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8); /* unaligned-safe; one load */
+        if ((w & MQ_HIGHS) || mq_has_zero(w) ||
+            (stop_at_wildcards && (mq_has_zero(w ^ (MQ_ONES * '+')) || mq_has_zero(w ^ (MQ_ONES * '#')))))
+            break;
+        i += 8;
+    }
+    return i;
+}
 
 /* Parses a VBI from raw bytes; returns 0 on OK, bytes used in *n; -1 if more
  * bytes are needed; -2 if malformed (5th byte or non-minimal). */

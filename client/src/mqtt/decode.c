@@ -23,12 +23,10 @@ int mq_required_flags(unsigned type)
     }
 }
 
-iotc_mqtt_status iotc_mqtt_fixed_header(const uint8_t *buf, size_t len, iotc_mqtt_version version,
-                                        uint8_t *type, uint8_t *flags, uint32_t *remaining,
-                                        size_t *header_len, iotc_mqtt_error *err)
+/* The fixed header without clearing *err (iotc_mqtt_decode cleared it). */
+static iotc_mqtt_status fixed_header(const uint8_t *buf, size_t len, iotc_mqtt_version version, uint8_t *type,
+                                     uint8_t *flags, uint32_t *remaining, size_t *header_len, iotc_mqtt_error *err)
 {
-    if (err)
-        memset(err, 0, sizeof *err);
     if (len < 1)
         return IOTC_MQTT_NEED_MORE;
     unsigned t = buf[0] >> 4, f = buf[0] & 0xF;
@@ -57,6 +55,15 @@ iotc_mqtt_status iotc_mqtt_fixed_header(const uint8_t *buf, size_t len, iotc_mqt
     return IOTC_MQTT_OK;
 }
 
+iotc_mqtt_status iotc_mqtt_fixed_header(const uint8_t *buf, size_t len, iotc_mqtt_version version,
+                                        uint8_t *type, uint8_t *flags, uint32_t *remaining,
+                                        size_t *header_len, iotc_mqtt_error *err)
+{
+    if (err)
+        memset(err, 0, sizeof *err);
+    return fixed_header(buf, len, version, type, flags, remaining, header_len, err);
+}
+
 /* Everything must have been read: trailing bytes are a malformed packet. */
 static iotc_mqtt_status at_end(mq_cur *c, const char *what)
 {
@@ -76,11 +83,17 @@ static iotc_mqtt_status packet_id(mq_cur *c, uint16_t *id)
 static iotc_mqtt_status topic_name(mq_cur *c, iotc_mqtt_bytes *t, bool may_be_empty, const char *what)
 {
     size_t at = c->pos;
-    if (mq_str(c, t, what) != IOTC_MQTT_OK)
+    if (mq_bin(c, t, what) != IOTC_MQTT_OK)
         return IOTC_MQTT_ERR_MALFORMED;
     if (t->len == 0 && may_be_empty)
         return IOTC_MQTT_OK;
+    /* One pass for UTF-8 and wildcards; the slow path finds the offset. */
     iotc_topic_status ts = iotc_topic_name_check((const char *)t->data, t->len);
+    if (ts == IOTC_TOPIC_BAD_UTF8) {
+        size_t bad = 0;
+        iotc_mqtt_utf8_valid(t->data, t->len, &bad);
+        return MQ_MALFORMED(c, at + 2 + bad, what);
+    }
     if (ts != IOTC_TOPIC_OK)
         return mq_fail(c->err, IOTC_MQTT_ERR_PROTOCOL, IOTC_RC_TOPIC_NAME_INVALID, at,
                        ts == IOTC_TOPIC_EMPTY ? "topic name is empty" : "topic name contains a wildcard");
@@ -192,7 +205,11 @@ static iotc_mqtt_status dec_connack(mq_cur *c, iotc_mqtt_version v, iotc_mqtt_co
 
 static iotc_mqtt_status dec_publish(mq_cur *c, iotc_mqtt_version v, uint8_t flags, iotc_mqtt_publish *p)
 {
-    memset(p, 0, sizeof *p);
+    /* Field by field: the hot path of every broker and client.  MQTT 5
+     * clears the properties in mq_props_decode. */
+    p->packet_id = 0;
+    if (v != IOTC_MQTT_V5)
+        memset(&p->props, 0, sizeof p->props);
     p->dup = flags & 0x8;
     p->qos = (uint8_t)((flags >> 1) & 3);
     p->retain = flags & 1;
@@ -345,7 +362,7 @@ iotc_mqtt_status iotc_mqtt_decode(const uint8_t *buf, size_t len, iotc_mqtt_vers
     uint8_t type, flags;
     uint32_t remaining;
     size_t hlen;
-    iotc_mqtt_status st = iotc_mqtt_fixed_header(buf, len, version, &type, &flags, &remaining, &hlen, err);
+    iotc_mqtt_status st = fixed_header(buf, len, version, &type, &flags, &remaining, &hlen, err);
     if (st != IOTC_MQTT_OK)
         return st;
     size_t total = hlen + remaining;

@@ -88,6 +88,10 @@ size_t iotc_mqtt_vbi_encode(uint32_t v, uint8_t out[4])
 
 iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what)
 {
+    if (c->pos < c->end && c->base[c->pos] < 0x80) { /* one byte: property ids, short lengths */
+        *v = c->base[c->pos++];
+        return IOTC_MQTT_OK;
+    }
     size_t n = 0;
     int r = mq_vbi_parse(c->base + c->pos, mq_left(c), v, &n);
     if (r != 0)
@@ -129,10 +133,10 @@ iotc_mqtt_status mq_str(mq_cur *c, iotc_mqtt_bytes *v, const char *what)
  */
 bool iotc_mqtt_utf8_valid(const uint8_t *s, size_t len, size_t *bad_at)
 {
-    size_t i = 0;
+    size_t i = mq_ascii_run(s, len, false);
     while (i < len) {
         uint8_t b = s[i];
-        if (b >= 0x01 && b < 0x80) {
+        if ((uint8_t)(b - 1) < 0x7F) { /* 0x01..0x7F */
             i++;
             continue;
         }

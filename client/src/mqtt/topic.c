@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "iotc/mqtt.h"
+#include "codec_internal.h"
 #include "iotc/topic.h"
 
 #define SHARE_PREFIX "$share/"
@@ -25,10 +25,20 @@ static iotc_topic_status common(const char *s, size_t len)
 
 iotc_topic_status iotc_topic_name_check(const char *topic, size_t len)
 {
-    iotc_topic_status st = common(topic, len);
-    if (st != IOTC_TOPIC_OK)
-        return st;
-    for (size_t i = 0; i < len; i++)
+    if (len == 0)
+        return IOTC_TOPIC_EMPTY;
+    if (len > 65535)
+        return IOTC_TOPIC_TOO_LONG;
+    if (!topic)
+        return IOTC_TOPIC_BAD_UTF8;
+    /* One pass over the usual all-ASCII prefix checks both rules at once. */
+    const uint8_t *t = (const uint8_t *)topic;
+    size_t i = mq_ascii_run(t, len, true);
+    if (i == len)
+        return IOTC_TOPIC_OK;
+    if (!iotc_mqtt_utf8_valid(t + i, len - i, NULL))
+        return IOTC_TOPIC_BAD_UTF8;
+    for (; i < len; i++)
         if (topic[i] == '+' || topic[i] == '#')
             return IOTC_TOPIC_WILDCARD_IN_NAME;
     return IOTC_TOPIC_OK;

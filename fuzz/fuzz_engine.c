@@ -123,13 +123,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t now = 1000;
     size_t i = 1;
     while (i < size) {
-        uint8_t op = data[i++] & 7;
+        uint8_t opbyte = data[i++], op = opbyte & 7;
         uint8_t a = i < size ? data[i] : 0;
         switch (op) {
         case 0:
             for (int k = 0; k < MAXC; k++) {
                 if (!w.c[k].open) {
-                    sim_conn_info info = {"feedbeef", "thing", "127.0.0.1", "fuzz"};
+                    /* The opcode's top bit: a principal that may not connect. */
+                    sim_conn_info info = {"feedbeef", "thing", "127.0.0.1", "fuzz", (opbyte & 0x80) != 0};
                     w.c[k].open = true; /* before open: it may log or send */
                     w.c[k].versioned = false;
                     iotc_mqtt_reader_init(&w.c[k].out, IOTC_MQTT_V311, 0, NULL, 0);

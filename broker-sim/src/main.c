@@ -199,14 +199,14 @@ out:
     return rc;
 }
 
-static bool principal_ok(void *ctx, const char *cert_id, const char **thing)
+static int principal_ok(void *ctx, const char *cert_id, const char **thing)
 {
     app *a = ctx;
     const sim_device *d = sim_registry_by_cert(&a->reg, cert_id);
-    if (!d || strcmp(d->status, "ACTIVE") != 0)
-        return false;
+    if (!d)
+        return SIM_PRINCIPAL_UNKNOWN;
     *thing = d->thing;
-    return true;
+    return strcmp(d->status, "ACTIVE") ? SIM_PRINCIPAL_INACTIVE : SIM_PRINCIPAL_ACTIVE;
 }
 
 static char *device_add_api(void *ctx, const char *name, int *status)

@@ -320,7 +320,7 @@ static inline h_conn *h_open_info(H *h, const sim_conn_info *info)
 
 static inline h_conn *h_open(H *h)
 {
-    sim_conn_info info = {H_PRINCIPAL, NULL, "127.0.0.1", "mqtts"};
+    sim_conn_info info = {H_PRINCIPAL, NULL, "127.0.0.1", "mqtts", false};
     return h_open_info(h, &info);
 }
 

@@ -593,7 +593,7 @@ static void test_lifecycle_connected_disconnected(void **state)
     H *h = *state;
     h_start(h);
     h_conn *w = h_watcher(h, "watcher", "$aws/events/presence/+/+");
-    sim_conn_info info = {H_PRINCIPAL, NULL, "192.0.2.7", "mqtts"};
+    sim_conn_info info = {H_PRINCIPAL, NULL, "192.0.2.7", "mqtts", false};
     h_conn *c = h_open_info(h, &info);
     assert_false(h_connect_ok(h, c, V3, "dev1", true));
     cJSON *ev = h_expect_event(h, w, "$aws/events/presence/connected/dev1");
@@ -842,6 +842,47 @@ static void test_fault_qos0_dup_permille_1000(void **state)
     h_expect_none(h, s);
 }
 
+/* [AWS-LIFECYCLE-FAILED] a principal that may not connect (an INACTIVE
+ * certificate) is refused as not authorized, and connect_failed says why. */
+static void denied_principal(void **state, iotc_mqtt_version v)
+{
+    H *h = *state;
+    h_start(h);
+    h_conn *w = h_watcher(h, "watcher", "$aws/events/presence/+/+");
+    sim_conn_info info = {H_PRINCIPAL, "thing-9", "192.0.2.9", "mqtts", true};
+    h_conn *c = h_open_info(h, &info);
+    h_connect_opts o = {.version = v, .client_id = "inactive-dev", .clean = true, .keepalive = 60};
+    h_send_connect(h, c, &o);
+    h_expect_connack(h, c, v == V5 ? IOTC_RC_NOT_AUTHORIZED : IOTC_V3_CONNACK_NOT_AUTHORIZED);
+    assert_true(h_closed(c));
+    iotc_mqtt_packet m;
+    h_expect(h, w, IOTC_MQTT_PUBLISH, &m);
+    h_assert_bytes(m.u.publish.topic, "$aws/events/presence/connect_failed/inactive-dev");
+    char *json = h_strdup_bytes(m.u.publish.payload);
+    cJSON *j = cJSON_Parse(json);
+    free(json);
+    assert_non_null(j);
+    assert_true(h_jstr_is(j, "eventType", "connect_failed"));
+    assert_true(h_jstr_is(j, "clientId", "inactive-dev"));
+    assert_true(h_jstr_is(j, "connectFailureReason", "AUTHORIZATION_FAILED"));
+    assert_true(h_jstr_is(j, "principalIdentifier", H_PRINCIPAL));
+    assert_true(h_jstr_is(j, "ipAddress", "192.0.2.9"));
+    assert_true(h_jstr_is(j, "thingName", "thing-9"));
+    cJSON_Delete(j);
+    /* No connected or disconnected event: it never connected. */
+    h_expect_none(h, w);
+}
+
+static void test_denied_principal_v3(void **state)
+{
+    denied_principal(state, V3);
+}
+
+static void test_denied_principal_v5(void **state)
+{
+    denied_principal(state, V5);
+}
+
 /* [AWS-ORDER] with reorder_permille 1000 every other delivery is held back
  * and overtaken by the next one; a last one goes out after reorder_hold_ms. */
 static void test_deviation_reorder(void **state)
@@ -1003,6 +1044,8 @@ int main(void)
         H_TEST(test_fault_blackhole),
         H_TEST(test_fault_duplicate_next_qos0),
         H_TEST(test_fault_qos0_dup_permille_1000),
+        H_TEST(test_denied_principal_v3),
+        H_TEST(test_denied_principal_v5),
         H_TEST(test_deviation_reorder),
         H_TEST(test_deviation_reorder_survives_disconnect),
         H_TEST(test_fault_delay_deliveries),

@@ -28,6 +28,7 @@ typedef struct sim_conn {
     uint64_t opened_at, last_rx;
     sim_msg *will;
     char *principal, *thing, *ip, *transport;
+    bool denied;                 /* refuse its CONNECT as not authorized */
     uint16_t window;             /* min(our max inflight, the client's Receive Maximum) */
     uint32_t client_max_packet;  /* MQTT 5 Maximum Packet Size of the client; 0: none */
     char **alias;                /* inbound topic aliases 1..topic_alias_max */
@@ -682,6 +683,7 @@ sim_conn_id sim_engine_open(sim_engine *e, const sim_conn_info *info, uint64_t n
         c->thing = dup_or_null(info->thing_name);
         c->ip = dup_or_null(info->remote_ip);
         c->transport = dup_or_null(info->transport);
+        c->denied = info->denied;
     }
     if (!sim_map_put(&e->conns, &c->id, sizeof c->id, c)) {
         iotc_mqtt_reader_free(&c->rd);
@@ -768,6 +770,25 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
         client_id[p->client_id.len] = 0;
     }
     size_t idlen = strlen(client_id);
+
+    /* [AWS-LIFECYCLE-FAILED] a principal that may not connect: refused, and
+     * $aws/events/presence/connect_failed/<id> says why. */
+    if (c->denied) {
+        sim_lc_common lc;
+        memset(&lc, 0, sizeof lc);
+        lc.client_id = client_id;
+        lc.thing_name = c->thing;
+        lc.timestamp_ms = e->io.wall_ms ? e->io.wall_ms(e->ctx) : e->now;
+        lc.principal = c->principal;
+        lc.ip = c->ip;
+        char sid[37];
+        uuid(e, sid);
+        lc.session_identifier = sid;
+        char *ev = sim_lc_connect_failed(&lc, "AUTHORIZATION_FAILED");
+        refuse(e, c, IOTC_V3_CONNACK_NOT_AUTHORIZED, IOTC_RC_NOT_AUTHORIZED, "principal not authorized to connect");
+        lifecycle(e, "presence", "connect_failed", client_id, ev);
+        return false;
+    }
 
     /* [AWS-CONNECT-RATE] one CONNECT per client id per interval. */
     client_rec *cr = sim_map_get(&e->clients, client_id, idlen);

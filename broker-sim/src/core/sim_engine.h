@@ -98,6 +98,10 @@ typedef struct {
     const char *thing_name; /* the thing the principal is attached to, or NULL */
     const char *remote_ip;  /* "127.0.0.1" */
     const char *transport;  /* "mqtts", "alpn", "wss", "tcp" */
+    /* The principal may not connect (its certificate is INACTIVE or
+     * REVOKED): the CONNECT is refused as not authorized and a
+     * connect_failed lifecycle event is published [AWS-LIFECYCLE-FAILED]. */
+    bool denied;
 } sim_conn_info;
 
 sim_engine *sim_engine_new(const sim_config *cfg, const sim_io *io, void *ctx);

@@ -259,7 +259,7 @@ static bool cert_id(X509 *x, char out[65])
 
 /* At the first bytes of a TLS connection the handshake is done: check who it
  * is and which ALPN it chose.  False: the connection must close. */
-static bool identify(sim_server *s, conn_pss *p, char id_out[65], const char **thing)
+static bool identify(sim_server *s, conn_pss *p, char id_out[65], const char **thing, bool *denied)
 {
     SSL *ssl = lws_get_ssl(p->wsi);
     if (!ssl) {
@@ -292,10 +292,13 @@ static bool identify(sim_server *s, conn_pss *p, char id_out[65], const char **t
         return false;
     }
     *thing = NULL;
-    if (s->o.principal_ok && !s->o.principal_ok(s->o.ctx, id_out, thing)) {
-        edge_log(s, p->listener, "certificate_refused", "not registered or not ACTIVE");
+    *denied = false;
+    int st = s->o.principal_ok ? s->o.principal_ok(s->o.ctx, id_out, thing) : SIM_PRINCIPAL_ACTIVE;
+    if (st == SIM_PRINCIPAL_UNKNOWN) {
+        edge_log(s, p->listener, "certificate_refused", "not registered");
         return false;
     }
+    *denied = st != SIM_PRINCIPAL_ACTIVE;
     return true;
 }
 
@@ -303,11 +306,12 @@ static bool open_conn(sim_server *s, conn_pss *p)
 {
     char id[65] = "";
     const char *thing = NULL;
-    if (p->listener != L_TCP && !identify(s, p, id, &thing))
+    bool denied = false;
+    if (p->listener != L_TCP && !identify(s, p, id, &thing, &denied))
         return false;
     char ip[64] = "";
     lws_get_peer_simple(p->wsi, ip, sizeof ip);
-    sim_conn_info info = {id[0] ? id : NULL, thing, ip, LISTENER_NAME[p->listener]};
+    sim_conn_info info = {id[0] ? id : NULL, thing, ip, LISTENER_NAME[p->listener], denied};
     p->id = sim_engine_open(s->engine, &info, sim_server_now(s));
     if (!p->id || !sim_map_put(&s->by_id, &p->id, sizeof p->id, p))
         return false;

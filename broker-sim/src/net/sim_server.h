@@ -24,6 +24,8 @@
 
 typedef struct sim_server sim_server;
 
+enum { SIM_PRINCIPAL_UNKNOWN = 0, SIM_PRINCIPAL_ACTIVE = 1, SIM_PRINCIPAL_INACTIVE = 2 };
+
 /* Ports: 0 lets the OS pick; -1 turns the listener off. */
 typedef struct {
     const char *listen_addr;  /* "127.0.0.1" */
@@ -36,10 +38,11 @@ typedef struct {
     const char *key_file;
     double time_scale;        /* 1.0: real time */
     FILE *log;                /* event log (JSON lines), or NULL */
-    /* Decides whether a verified client certificate may connect: registered
-     * and ACTIVE.  cert_id is the SHA-256 of the DER, hex.  On true, *thing
-     * may name the thing it is attached to (owned by the callee). */
-    bool (*principal_ok)(void *ctx, const char *cert_id, const char **thing);
+    /* What a verified client certificate may do.  cert_id is the SHA-256 of
+     * the DER, hex; *thing may name the thing it is attached to (owned by the
+     * callee).  SIM_PRINCIPAL_UNKNOWN is refused during TLS; INACTIVE gets as
+     * far as its CONNECT, which is refused as not authorized. */
+    int (*principal_ok)(void *ctx, const char *cert_id, const char **thing);
     /* Called once every listener is up, with the ports they got. */
     void (*ready)(void *ctx, const sim_server *srv);
     /* Control API: POST /devices {"name": N} (NULL: not offered).  Returns a

@@ -24,23 +24,76 @@ typedef struct {
 /* Records an error (first one wins) and returns its status. */
 iotc_mqtt_status mq_fail(iotc_mqtt_error *err, iotc_mqtt_status st, uint8_t reason, size_t offset,
                          const char *what);
-#define MQ_MALFORMED(c, off, what) mq_fail((c)->err, IOTC_MQTT_ERR_MALFORMED, IOTC_RC_MALFORMED_PACKET, (off), (what))
-#define MQ_PROTOCOL(c, off, what) mq_fail((c)->err, IOTC_MQTT_ERR_PROTOCOL, IOTC_RC_PROTOCOL_ERROR, (off), (what))
+/* The comma operator lets the compiler see the (constant) status, so that
+ * inlined readers do not look as if they could succeed without a value. */
+#define MQ_MALFORMED(c, off, what)                                                                        \
+    (mq_fail((c)->err, IOTC_MQTT_ERR_MALFORMED, IOTC_RC_MALFORMED_PACKET, (off), (what)), IOTC_MQTT_ERR_MALFORMED)
+#define MQ_PROTOCOL(c, off, what)                                                                         \
+    (mq_fail((c)->err, IOTC_MQTT_ERR_PROTOCOL, IOTC_RC_PROTOCOL_ERROR, (off), (what)), IOTC_MQTT_ERR_PROTOCOL)
 
 static inline size_t mq_left(const mq_cur *c)
 {
     return c->end - c->pos;
 }
 
-iotc_mqtt_status mq_u8(mq_cur *c, uint8_t *v, const char *what);
-iotc_mqtt_status mq_u16(mq_cur *c, uint16_t *v, const char *what);
+/* The readers every field goes through: inline, as they run several times
+ * per packet on the hot path. */
+static inline iotc_mqtt_status mq_u8(mq_cur *c, uint8_t *v, const char *what)
+{
+    if (mq_left(c) < 1)
+        return MQ_MALFORMED(c, c->pos, what);
+    *v = c->base[c->pos++];
+    return IOTC_MQTT_OK;
+}
+
+static inline iotc_mqtt_status mq_u16(mq_cur *c, uint16_t *v, const char *what)
+{
+    if (mq_left(c) < 2)
+        return MQ_MALFORMED(c, c->pos, what);
+    *v = (uint16_t)((c->base[c->pos] << 8) | c->base[c->pos + 1]);
+    c->pos += 2;
+    return IOTC_MQTT_OK;
+}
+
 iotc_mqtt_status mq_u32(mq_cur *c, uint32_t *v, const char *what);
-/* Variable Byte Integer: at most 4 bytes, minimal encoding. */
-iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what);
+/* Variable Byte Integer: at most 4 bytes, minimal encoding.  One byte (every
+ * property id, most lengths) inline; the rest out of line. */
+iotc_mqtt_status mq_vbi_slow(mq_cur *c, uint32_t *v, const char *what);
+static inline iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what)
+{
+    if (c->pos < c->end && c->base[c->pos] < 0x80) {
+        *v = c->base[c->pos++];
+        return IOTC_MQTT_OK;
+    }
+    return mq_vbi_slow(c, v, what);
+}
+
 /* Binary Data: 2-byte length, then bytes. */
-iotc_mqtt_status mq_bin(mq_cur *c, iotc_mqtt_bytes *v, const char *what);
+static inline iotc_mqtt_status mq_bin(mq_cur *c, iotc_mqtt_bytes *v, const char *what)
+{
+    size_t at = c->pos;
+    uint16_t n;
+    if (mq_u16(c, &n, what) != IOTC_MQTT_OK)
+        return IOTC_MQTT_ERR_MALFORMED;
+    if (mq_left(c) < n)
+        return MQ_MALFORMED(c, at, what);
+    v->data = c->base + c->pos;
+    v->len = n;
+    c->pos += n;
+    return IOTC_MQTT_OK;
+}
+
 /* UTF-8 Encoded String: as binary, and well-formed UTF-8 (reason 0x81). */
-iotc_mqtt_status mq_str(mq_cur *c, iotc_mqtt_bytes *v, const char *what);
+static inline iotc_mqtt_status mq_str(mq_cur *c, iotc_mqtt_bytes *v, const char *what)
+{
+    size_t at = c->pos;
+    if (mq_bin(c, v, what) != IOTC_MQTT_OK)
+        return IOTC_MQTT_ERR_MALFORMED;
+    size_t bad;
+    if (!iotc_mqtt_utf8_valid(v->data, v->len, &bad))
+        return MQ_MALFORMED(c, at + 2 + bad, what);
+    return IOTC_MQTT_OK;
+}
 
 /* How many leading bytes of s are ASCII 0x01..0x7F (and not '+' or '#' when
  * asked), counted in whole 8-byte words: a fast prefix for the checks.

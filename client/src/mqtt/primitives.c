@@ -19,22 +19,7 @@ iotc_mqtt_status mq_fail(iotc_mqtt_error *err, iotc_mqtt_status st, uint8_t reas
     return st;
 }
 
-iotc_mqtt_status mq_u8(mq_cur *c, uint8_t *v, const char *what)
-{
-    if (mq_left(c) < 1)
-        return MQ_MALFORMED(c, c->pos, what);
-    *v = c->base[c->pos++];
-    return IOTC_MQTT_OK;
-}
 
-iotc_mqtt_status mq_u16(mq_cur *c, uint16_t *v, const char *what)
-{
-    if (mq_left(c) < 2)
-        return MQ_MALFORMED(c, c->pos, what);
-    *v = (uint16_t)((c->base[c->pos] << 8) | c->base[c->pos + 1]);
-    c->pos += 2;
-    return IOTC_MQTT_OK;
-}
 
 iotc_mqtt_status mq_u32(mq_cur *c, uint32_t *v, const char *what)
 {
@@ -86,12 +71,8 @@ size_t iotc_mqtt_vbi_encode(uint32_t v, uint8_t out[4])
     return n;
 }
 
-iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what)
+iotc_mqtt_status mq_vbi_slow(mq_cur *c, uint32_t *v, const char *what)
 {
-    if (c->pos < c->end && c->base[c->pos] < 0x80) { /* one byte: property ids, short lengths */
-        *v = c->base[c->pos++];
-        return IOTC_MQTT_OK;
-    }
     size_t n = 0;
     int r = mq_vbi_parse(c->base + c->pos, mq_left(c), v, &n);
     if (r != 0)
@@ -100,30 +81,7 @@ iotc_mqtt_status mq_vbi(mq_cur *c, uint32_t *v, const char *what)
     return IOTC_MQTT_OK;
 }
 
-iotc_mqtt_status mq_bin(mq_cur *c, iotc_mqtt_bytes *v, const char *what)
-{
-    uint16_t n;
-    size_t at = c->pos;
-    if (mq_u16(c, &n, what) != IOTC_MQTT_OK)
-        return IOTC_MQTT_ERR_MALFORMED;
-    if (mq_left(c) < n)
-        return MQ_MALFORMED(c, at, what);
-    v->data = c->base + c->pos;
-    v->len = n;
-    c->pos += n;
-    return IOTC_MQTT_OK;
-}
 
-iotc_mqtt_status mq_str(mq_cur *c, iotc_mqtt_bytes *v, const char *what)
-{
-    size_t at = c->pos;
-    if (mq_bin(c, v, what) != IOTC_MQTT_OK)
-        return IOTC_MQTT_ERR_MALFORMED;
-    size_t bad;
-    if (!iotc_mqtt_utf8_valid(v->data, v->len, &bad))
-        return MQ_MALFORMED(c, at + 2 + bad, what);
-    return IOTC_MQTT_OK;
-}
 
 /*
  * RFC 3629 well-formedness, which already excludes overlong forms, code points

@@ -72,6 +72,12 @@ static const prop_info PROPS[0x2B] = {
      IOTC_PROP_BIT(0x25) | IOTC_PROP_BIT(0x27) | IOTC_PROP_BIT(0x28) | IOTC_PROP_BIT(0x29) |               \
      IOTC_PROP_BIT(0x2A))
 
+/* The properties value_rule() has something to say about. */
+#define RULE_MASK                                                                                         \
+    (IOTC_PROP_BIT(0x01) | IOTC_PROP_BIT(0x08) | IOTC_PROP_BIT(0x17) | IOTC_PROP_BIT(0x19) |               \
+     IOTC_PROP_BIT(0x21) | IOTC_PROP_BIT(0x23) | IOTC_PROP_BIT(0x24) | IOTC_PROP_BIT(0x25) |               \
+     IOTC_PROP_BIT(0x27) | IOTC_PROP_BIT(0x28) | IOTC_PROP_BIT(0x29) | IOTC_PROP_BIT(0x2A))
+
 const char *iotc_mqtt_prop_name(unsigned id)
 {
     return id < NPROPS && PROPS[id].type ? PROPS[id].name : NULL;
@@ -205,7 +211,7 @@ iotc_mqtt_status mq_props_decode(mq_cur *c, iotc_mqtt_type type, bool will, iotc
             return IOTC_MQTT_ERR_MALFORMED;
         if (id >= NPROPS || !PROPS[id].type)
             return MQ_MALFORMED(c, at, "unknown property identifier");
-        if (!iotc_mqtt_prop_allowed(id, type, will))
+        if (!(PROPS[id].allow & (will ? WILL_BIT : PK(type))))
             return MQ_MALFORMED(c, at, "property not allowed in this packet");
         uint64_t bit = IOTC_PROP_BIT(id);
         if ((SINGLE_MASK & bit) && (p->present & bit))
@@ -242,7 +248,7 @@ iotc_mqtt_status mq_props_decode(mq_cur *c, iotc_mqtt_type type, bool will, iotc
         if (SINGLE_MASK & bit) {
             p->present |= bit;
             uint8_t reason;
-            const char *rule = value_rule(p, id, &reason);
+            const char *rule = (RULE_MASK & bit) ? value_rule(p, id, &reason) : NULL;
             if (rule)
                 return mq_fail(c->err, IOTC_MQTT_ERR_PROTOCOL, reason, at, rule);
         }

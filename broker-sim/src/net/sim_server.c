@@ -309,6 +309,10 @@ static bool open_conn(sim_server *s, conn_pss *p)
     bool denied = false;
     if (p->listener != L_TCP && !identify(s, p, id, &thing, &denied))
         return false;
+    /* lws leaves its TLS-accept timeout (5 s) armed on raw TLS sockets: it
+     * would cut every mTLS client at 5 s.  From here the engine's keep-alive
+     * and CONNECT timers decide. */
+    lws_set_timeout(p->wsi, NO_PENDING_TIMEOUT, 0);
     char ip[64] = "";
     lws_get_peer_simple(p->wsi, ip, sizeof ip);
     sim_conn_info info = {id[0] ? id : NULL, thing, ip, LISTENER_NAME[p->listener], denied};
@@ -393,6 +397,13 @@ static int cb_mqtt(struct lws *wsi, enum lws_callback_reasons reason, void *user
             if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_RAW) < 0)
                 return -1;
             p->out_off += n;
+            if (p->out_off == p->out_len) {
+                /* Idle connections keep no output buffer: thousands of them
+                 * would otherwise each hold one. */
+                free(p->out);
+                p->out = NULL;
+                p->out_len = p->out_off = p->out_cap = 0;
+            }
             /* One write per callback: lws buffers what the socket refuses. */
             lws_callback_on_writable(wsi);
             return 0;
@@ -694,7 +705,9 @@ sim_server *sim_server_new(const sim_config *cfg, const sim_server_opts *opts, c
     clock_gettime(CLOCK_REALTIME, &t);
     s->rng = ((uint64_t)t.tv_nsec << 20) ^ (uint64_t)t.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ull;
     sim_map_init(&s->by_id);
-    sim_io io = {io_send, io_close, io_log, io_random, io_wall_ms};
+    /* Without a log file the engine builds no records at all: building them
+     * only to throw them away was most of its CPU under load. */
+    sim_io io = {io_send, io_close, opts->log ? io_log : NULL, io_random, io_wall_ms};
     s->engine = sim_engine_new(cfg, &io, s);
     if (!s->engine) {
         snprintf(err, errlen, "cannot create the engine");

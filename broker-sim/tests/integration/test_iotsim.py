@@ -183,6 +183,24 @@ class T01ZeroConfig(Base):
     def test_e_mosquitto_alpn_v5(self):
         self._pubsub("alpn", "x-amzn-mqtt-ca", "mqttv5")
 
+    def test_g_connections_outlive_the_tls_accept_timeout(self):
+        # lws arms a 5 s TLS-accept timeout on raw TLS sockets; it must not cut
+        # a connected client (a regression: every mTLS client was cut at 5 s).
+        s = self.sim()
+        conns = []
+        for listener, alpn in (("mtls", None), ("alpn", ["x-amzn-mqtt-ca"])):
+            raw = self.raw(s, listener, alpn=alpn)
+            raw.send(connect_packet("long-" + listener, keepalive=60))
+            first, body = raw.read_packet(5)
+            self.assertEqual((first, body), (0x20, b"\x00\x00"), listener)
+            conns.append((listener, raw))
+        time.sleep(6.5)
+        for listener, raw in conns:
+            raw.send(b"\xc0\x00")
+            self.assertEqual(raw.outcome(3)[:2], ("packet", 0xD0), "%s: no PINGRESP after 6.5 s\n%s"
+                             % (listener, s.tail()))
+        self.assertFalse(s.find(kind="decision", what="lost"), s.tail())
+
     def test_f_alpn_port_refuses_other_or_no_alpn(self):
         s = self.sim()
         for i, alpn in enumerate(("mqtt", None, "http/1.1")):

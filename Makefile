@@ -29,7 +29,7 @@ LDFLAGS  += $(SANFLAGS)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # ---- libiotc ---------------------------------------------------------------
-LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c))
+LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c client/src/core/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIB_A    := $(B)/lib/libiotc.a
 LIB_SO   := $(B)/lib/libiotc.so.$(VERSION)

@@ -182,9 +182,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         default: i++; sim_engine_duplicate_next_qos0(e, a & 3); break;
         }
+        uint64_t hint = sim_engine_next_deadline(e);
         uint64_t next = sim_engine_tick(e, now);
         if (next < now)
             abort(); /* a deadline in the past would spin the edge */
+        if (hint > now && next < hint)
+            abort(); /* the edge, ticking at the hint, would have missed a timer */
     }
     /* Run every remaining timer out: expiry, redelivery, replay. */
     for (int k = 0; k < 50; k++) {

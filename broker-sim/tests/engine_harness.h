@@ -254,7 +254,13 @@ static inline void h_check(H *h)
 
 static inline void h_tick(H *h)
 {
+    /* The edge ticks only when sim_engine_next_deadline() comes: a hint
+     * later than the true next deadline would make it miss a timer. */
+    uint64_t hint = sim_engine_next_deadline(h->e);
     h->next = sim_engine_tick(h->e, h->now);
+    if (hint > h->now && h->next < hint)
+        fail_msg("next_deadline hint %llu is later than the real next deadline %llu (now %llu)",
+                 (unsigned long long)hint, (unsigned long long)h->next, (unsigned long long)h->now);
     if (h->next <= h->now)
         h->past_deadline++;
     h_check(h);

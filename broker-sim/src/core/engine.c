@@ -60,7 +60,18 @@ struct sim_engine {
     uint8_t *out;
     size_t outcap;
     uint64_t now;
+    /* The earliest deadline anything set since the last tick (never later
+     * than the true next one): the edge need not tick on every input. */
+    uint64_t hint;
+    sim_conn_id *ids; /* tick's scratch: reused, not allocated per call */
+    size_t ids_cap;
 };
+
+static void want(sim_engine *e, uint64_t t)
+{
+    if (t < e->hint)
+        e->hint = t;
+}
 
 void sim_config_init(sim_config *c, sim_profile profile)
 {
@@ -395,6 +406,8 @@ static void send_qos1(sim_engine *e, sim_conn *c, sim_item it)
         return;
     }
     uint16_t pid = sim_session_next_pid(c->s);
+    if (e->cfg.qos1_retry_ms)
+        want(e, e->now + e->cfg.qos1_retry_ms);
     if (!sim_session_add_flight(c->s, pid, it, e->now)) {
         decide(e, c, "out_of_memory", "inflight");
         sim_msg_unref(it.m);
@@ -475,6 +488,7 @@ static void deliver(sim_engine *e, sim_session *s, sim_msg *m, uint8_t qos, bool
         if (!s->stash.m && e->cfg.reorder_permille && e->io.random(e->ctx) % 1000 < e->cfg.reorder_permille) {
             s->stash = it;
             s->stash_at = e->now;
+            want(e, e->now + e->cfg.reorder_hold_ms);
             decide(e, c, "reordered", "held back to be overtaken");
             return;
         }
@@ -571,6 +585,7 @@ static void finish(sim_engine *e, sim_conn *c, const char *lc_reason, bool clien
         if (s->expiry_s > 0) {
             sim_session_requeue(s);
             s->expires_at = e->now + (uint64_t)s->expiry_s * 1000u;
+            want(e, s->expires_at);
         } else {
             delete_session(e, s);
         }
@@ -621,6 +636,7 @@ sim_engine *sim_engine_new(const sim_config *cfg, const sim_io *io, void *ctx)
     sim_map_init(&e->retained);
     e->next_id = 1;
     e->next_serial = 1;
+    e->hint = UINT64_MAX;
     return e;
 }
 
@@ -649,6 +665,7 @@ void sim_engine_free(sim_engine *e)
     sim_map_free(&e->clients);
     sim_map_free(&e->retained);
     free(e->out);
+    free(e->ids);
     free(e);
 }
 
@@ -671,6 +688,8 @@ sim_conn_id sim_engine_open(sim_engine *e, const sim_conn_info *info, uint64_t n
     c->id = e->next_id++;
     c->state = C_AWAIT_CONNECT;
     c->opened_at = c->last_rx = now_ms;
+    if (e->cfg.connect_timeout_ms)
+        want(e, now_ms + e->cfg.connect_timeout_ms);
     c->version = IOTC_MQTT_V311;
     /* Until the version is known, and for 3.1.1, the limit is the payload
      * limit plus the most a PUBLISH header can add; MQTT 5 clients get the
@@ -874,6 +893,9 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
     c->state = C_LIVE;
     c->version_number = ++cr->version_number;
     c->replay_next = e->now;
+    want(e, e->now + (uint64_t)ka * 1500u);
+    if (s->stored.len)
+        want(e, e->now);
 
     iotc_mqtt_props ap;
     memset(&ap, 0, sizeof ap);
@@ -1203,6 +1225,8 @@ static bool handle_subscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_subscri
         /* [AWS-SUBACK-DELAY] */
         if (e->cfg.suback_delay_ms)
             c->hold_until = e->now + e->cfg.suback_delay_ms;
+        if (e->cfg.suback_delay_ms)
+            want(e, c->hold_until);
         for (size_t k = 0; k < i; k++)
             if (res[k].at != SIZE_MAX)
                 granted[ngranted++] = s->subs[res[k].at].filter;
@@ -1295,6 +1319,8 @@ static bool handle(sim_engine *e, sim_conn *c, iotc_mqtt_packet *p)
         else
             decide(e, c, "puback_unknown_pid", NULL);
         pump(e, c);
+        if (c->s->stored.len) /* the replay may go on now */
+            want(e, c->replay_next);
         return true;
     }
     case IOTC_MQTT_SUBSCRIBE: return handle_subscribe(e, c, &p->u.subscribe);
@@ -1351,6 +1377,7 @@ size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size
             if (c->byte_tokens < 0) {
                 /* [AWS-THROUGHPUT] over 512 KiB/s: delayed, not dropped. */
                 decide(e, c, "throughput_delayed", NULL);
+                want(e, now_ms + (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1);
                 return taken;
             }
         }
@@ -1497,19 +1524,25 @@ uint64_t sim_engine_tick(sim_engine *e, uint64_t now_ms)
 {
     e->now = now_ms;
     uint64_t next = UINT64_MAX;
+    /* What the timers below send sets deadlines of its own (through want())
+     * that the scan may already have passed: they are folded in at the end. */
+    e->hint = UINT64_MAX;
     /* Collect first: timers may close connections and delete sessions. */
     size_t n = e->conns.count, k = 0, i;
-    sim_conn_id *ids = n ? malloc(n * sizeof *ids) : NULL;
-    if (n && !ids)
-        return now_ms + 10;
+    if (n > e->ids_cap) {
+        sim_conn_id *ni = realloc(e->ids, n * sizeof *ni);
+        if (!ni)
+            return now_ms + 10; /* try again soon */
+        e->ids = ni;
+        e->ids_cap = n;
+    }
     for (sim_map_entry *me = sim_map_first(&e->conns, &i); me && k < n; me = sim_map_next(&e->conns, &i, me))
-        ids[k++] = ((sim_conn *)me->value)->id;
+        e->ids[k++] = ((sim_conn *)me->value)->id;
     for (size_t j = 0; j < k; j++) {
-        sim_conn *c = find_conn(e, ids[j]);
+        sim_conn *c = find_conn(e, e->ids[j]);
         if (c)
             conn_timers(e, c, &next);
     }
-    free(ids);
     /* [AWS-SESSION-EXPIRY] */
     n = e->sessions.count;
     sim_session **dead = n ? malloc(n * sizeof *dead) : NULL;
@@ -1530,6 +1563,9 @@ uint64_t sim_engine_tick(sim_engine *e, uint64_t now_ms)
         delete_session(e, dead[j]);
     }
     free(dead);
+    if (e->hint < next)
+        next = e->hint;
+    e->hint = next;
     return next;
 }
 
@@ -1569,6 +1605,7 @@ void sim_engine_delay_deliveries(sim_engine *e, sim_conn_id id, uint32_t ms, uin
         sim_conn *c = me->value;
         if (c->state == C_LIVE && (!id || c->id == id)) {
             c->hold_until = now_ms + ms;
+            want(e, c->hold_until);
             decide(e, c, "fault_delay_deliveries", NULL);
         }
     }
@@ -1657,4 +1694,9 @@ char *sim_engine_describe(const sim_engine *e)
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return txt;
+}
+
+uint64_t sim_engine_next_deadline(const sim_engine *e)
+{
+    return e->hint;
 }

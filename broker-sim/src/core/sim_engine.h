@@ -112,14 +112,21 @@ const sim_config *sim_engine_config(const sim_engine *e);
 sim_conn_id sim_engine_open(sim_engine *e, const sim_conn_info *info, uint64_t now_ms);
 /* Bytes arrived on `c`.  Returns how many were taken: fewer than `len` when
  * the connection is over its throughput limit, as AWS delays such traffic;
- * the edge keeps the rest, stops reading, and offers it again after the
- * deadline sim_engine_tick() returns.  Call sim_engine_tick() after this (and
- * after every other call) to learn the next deadline. */
+ * the edge keeps the rest, stops reading, and offers it again after the next
+ * deadline.
+ *
+ * Timers: after any call, sim_engine_next_deadline() is no later than the
+ * engine's next deadline; when that time comes, call sim_engine_tick(),
+ * which runs what is due and returns the exact next deadline.  Ticking more
+ * often is harmless (tests tick after every call); ticking on every input of
+ * thousands of connections would cost O(connections) each time. */
 size_t sim_engine_input(sim_engine *e, sim_conn_id c, const uint8_t *data, size_t len, uint64_t now_ms);
 /* The transport lost `c` (reset, EOF, TLS error).  Not called after io->close. */
 void sim_engine_lost(sim_engine *e, sim_conn_id c, uint64_t now_ms);
 /* Runs due timers; returns the next time it needs a call (UINT64_MAX: none). */
 uint64_t sim_engine_tick(sim_engine *e, uint64_t now_ms);
+/* A time no later than the next deadline (see above); UINT64_MAX: none. */
+uint64_t sim_engine_next_deadline(const sim_engine *e);
 
 /* ---- control (the control API and scenarios steer through these) ---- */
 

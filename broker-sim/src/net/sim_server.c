@@ -65,6 +65,7 @@ struct sim_server {
     lws_sorted_usec_list_t sul;
     struct timespec mono0;
     uint64_t offset_ms;
+    uint64_t armed_at; /* virtual time the timer is set for; UINT64_MAX: none */
     volatile sig_atomic_t stop;
     uint64_t rng;
     bool ready_called;
@@ -222,25 +223,39 @@ static void unstall(sim_server *s)
     }
 }
 
-static void reschedule(sim_server *s)
+/* Arms the one timer for virtual time `at`. */
+static void arm(sim_server *s, uint64_t at)
 {
-    unstall(s);
     uint64_t now = sim_server_now(s);
-    uint64_t next = sim_engine_tick(s->engine, now);
-    if (s->stalled && next > now + 50)
-        next = now + 50;
-    uint64_t delay_ms = next == UINT64_MAX ? 3600000u : next > now ? next - now : 0;
+    uint64_t delay_ms = at == UINT64_MAX ? 3600000u : at > now ? at - now : 0;
     double real_ms = (double)delay_ms / s->o.time_scale;
     if (real_ms > 3600000.0)
         real_ms = 3600000.0;
     lws_usec_t us = (lws_usec_t)(real_ms * 1000.0) + 1000; /* +1 ms: never early */
     lws_sul_schedule(s->ctx, 0, &s->sul, sul_cb, us);
+    s->armed_at = at;
+}
+
+/* After an event: the engine's deadlines can only have come earlier, so the
+ * timer moves only if they did.  Ticking here instead would walk every
+ * connection on every packet of every client. */
+static void reschedule(sim_server *s)
+{
+    uint64_t hint = sim_engine_next_deadline(s->engine);
+    if (hint < s->armed_at)
+        arm(s, hint);
 }
 
 static void sul_cb(lws_sorted_usec_list_t *sul)
 {
     sim_server *s = lws_container_of(sul, sim_server, sul);
-    reschedule(s);
+    s->armed_at = UINT64_MAX;
+    unstall(s);
+    uint64_t now = sim_server_now(s);
+    uint64_t next = sim_engine_tick(s->engine, now);
+    if (s->stalled && next > now + 50)
+        next = now + 50;
+    arm(s, next);
 }
 
 /* ---- MQTT connections ------------------------------------------------------ */
@@ -566,7 +581,7 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
         r = reply_msg(status, 404, "error", "no such resource");
     }
     cJSON_Delete(b);
-    reschedule(s);
+    arm(s, 0); /* a fault or a clock step may make something due now */
     return r;
 }
 
@@ -739,7 +754,8 @@ sim_server *sim_server_new(const sim_config *cfg, const sim_server_opts *opts, c
         }
         s->port[i] = lws_get_vhost_listen_port(s->vh[i]);
     }
-    reschedule(s);
+    s->armed_at = UINT64_MAX;
+    arm(s, 0);
     return s;
 }
 

@@ -222,4 +222,8 @@ install: lib $(TOOLS)
 clean:
 	rm -rf build
 
+# Objects are never "intermediate": make would delete them after linking and
+# rebuild them on every later invocation (check runs make several times).
+.SECONDARY:
+
 -include $(shell find build -name '*.d' 2>/dev/null)

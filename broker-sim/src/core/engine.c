@@ -1406,8 +1406,11 @@ size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size
             return len;
         }
         c->last_rx = now_ms;
-        if (c->state == C_LIVE && e->cfg.throughput)
+        if (c->state == C_LIVE && e->cfg.throughput) {
             c->byte_tokens -= (double)used;
+            if (c->byte_tokens < 0) /* in debt: input pauses until it is paid */
+                want(e, now_ms + (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1);
+        }
         log_packet(e, c, "in", &p, used);
         if (!handle(e, c, &p))
             return len; /* the connection is gone */

@@ -215,7 +215,7 @@ install: lib $(TOOLS)
 	install -m 644 $(LIB_A) $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libiotc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libiotc.so.$(SOVERSION)
 	ln -sf libiotc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libiotc.so
-	install -m 644 $(LIB_PC) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' client/iotc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/iotc.pc
 	install -m 644 client/include/iotc/*.h $(DESTDIR)$(PREFIX)/include/iotc/
 	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
 

@@ -1596,6 +1596,8 @@ bool sim_engine_blackhole(sim_engine *e, sim_conn_id id, bool on)
     if (!c)
         return false;
     c->blackholed = on;
+    if (!on)
+        want(e, 0); /* redeliveries held during the blackhole may be due now */
     decide(e, c, on ? "fault_blackhole_on" : "fault_blackhole_off", NULL);
     return true;
 }

@@ -139,7 +139,7 @@ check: deps
 	@$(MAKE) --no-print-directory check-unit check-fuzz-replay check-tools check-integration
 	@$(MAKE) --no-print-directory check-valgrind
 	@$(MAKE) --no-print-directory SANITIZE=1 all
-	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay
+	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay check-integration
 	@echo "make check: all passed"
 
 check-unit: $(TESTS) $(SIM_TESTS)

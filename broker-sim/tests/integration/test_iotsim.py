@@ -929,6 +929,58 @@ class T09BadInput(Base):
 
 # ---- runner ---------------------------------------------------------------------------------------
 
+# ---- 10. the configuration file ----------------------------------------------------------
+
+class T10Config(Base):
+
+    def write(self, text):
+        d = self.tmpdir()
+        path = os.path.join(d, "config.json")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_a_bad_configs_are_refused_with_file_key_and_reason(self):
+        cases = [
+            ('{"limits": {"bogus": 1}}', "limits.bogus: unknown key"),
+            ('{"deviations": {"retain": "maybe"}}', 'deviations.retain: must be "disconnect" or "store"'),
+            ('{"limits": {"max_payload": -5}}', "limits.max_payload: must be between"),
+            ('{"policies": {}}', "policies: not simulated yet"),
+            ('{"things": [{"name": "a b"}]}', "things[0].name"),
+            ('{"things": [{"name": "x", "colour": 1}]}', "things[0].colour: unknown key"),
+            ('{"things": [{"name": "x", "certificate_pem": "nope"}]}', "things[x].certificate_pem"),
+            ('{"limits": ', "not a JSON object"),
+        ]
+        for text, want in cases:
+            path = self.write(text)
+            r = run([iotsim_binary(), "--state-dir", os.path.join(self.tmpdir(), "st"), "--ports", "auto",
+                     "--config", path], timeout=15)
+            self.assertEqual(r.returncode, 2, "%s: exit %d: %s" % (text, r.returncode, r.stdout))
+            self.assertIn(path, r.stdout, text)
+            self.assertIn(want, r.stdout, text)
+
+    def test_b_things_and_an_inactive_certificate(self):
+        # An INACTIVE certificate gets through TLS, its CONNECT is refused as not
+        # authorized, and $aws/events/presence/connect_failed/<id> says why.
+        path = self.write('{"profile": "current", "things": [{"name": "devA"}, '
+                          '{"name": "devB", "status": "INACTIVE"}]}')
+        s = self.sim("--config", path)
+        self.assertEqual(s.ep["profile"], "current")
+        watcher = self.mosq_sub(s, "watcher", "$aws/events/presence/connect_failed/#",
+                                extra=["-v", "-C", "1", "-W", "10"])
+        r = run(["mosquitto_pub", *s.mosq_tls(device="devA"), "-i", "a-ok", "-t", "t", "-m", "x", "-q", "1"],
+                timeout=10)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        r = run(["mosquitto_pub", *s.mosq_tls(device="devB"), "-i", "b-no", "-t", "t", "-m", "x", "-d"],
+                timeout=10)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("CONNACK (5)", r.stdout)
+        out = self.finish(watcher, 10)
+        self.assertIn("$aws/events/presence/connect_failed/b-no", out, s.tail())
+        self.assertIn('"connectFailureReason":"AUTHORIZATION_FAILED"', out)
+        self.assertNotIn("a-ok", out)
+
+
 def main(argv):
     faulthandler.dump_traceback_later(300, exit=True)  # a hang must not block CI; children die with us
     binary = iotsim_binary()

@@ -1693,8 +1693,6 @@ char *sim_engine_describe(const sim_engine *e)
         }
         cJSON_AddItemToArray(se, x);
     }
-    sim_stats st;
-    sim_engine_stats(e, &st);
     cJSON_AddNumberToObject(o, "retained", (double)e->retained.count);
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "sim_map.h"
+#include "sim_pki.h"
 
 enum { L_MTLS, L_ALPN, L_TCP, L_CONTROL, L_COUNT };
 static const char *const LISTENER_NAME[L_COUNT] = {"mtls", "alpn", "tcp", "control"};
@@ -260,17 +261,6 @@ static void sul_cb(lws_sorted_usec_list_t *sul)
 
 /* ---- MQTT connections ------------------------------------------------------ */
 
-/* The certificate id AWS IoT uses: SHA-256 of the DER, lowercase hex. */
-static bool cert_id(X509 *x, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    if (!X509_digest(x, EVP_sha256(), md, &n) || n != 32)
-        return false;
-    for (unsigned i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return true;
-}
 
 /* At the first bytes of a TLS connection the handshake is done: check who it
  * is and which ALPN it chose.  False: the connection must close. */
@@ -300,7 +290,7 @@ static bool identify(sim_server *s, conn_pss *p, char id_out[65], const char **t
         return false;
     }
     long vr = SSL_get_verify_result(ssl);
-    bool ok = vr == X509_V_OK && cert_id(x, id_out);
+    bool ok = vr == X509_V_OK && sim_pki_cert_id(x, id_out) == 0; /* SHA-256 of the DER, hex */
     X509_free(x);
     if (!ok) {
         edge_log(s, p->listener, "tls_refused", X509_verify_cert_error_string(vr));

@@ -124,6 +124,13 @@ static inline size_t mq_ascii_run(const uint8_t *s, size_t len, bool stop_at_wil
 int mq_vbi_parse(const uint8_t *p, size_t len, uint32_t *v, size_t *n);
 size_t mq_vbi_size(uint32_t v);
 
+/* A string the encoder may write: at most 65535 bytes, not NULL when
+ * non-empty, valid MQTT UTF-8. */
+static inline bool mq_str_ok(iotc_mqtt_bytes b)
+{
+    return b.len <= 65535 && (b.len == 0 || b.data) && iotc_mqtt_utf8_valid(b.data, b.len, NULL);
+}
+
 /* ---- writing ---- */
 typedef struct {
     uint8_t *buf;

@@ -24,10 +24,6 @@ static iotc_mqtt_status bad(iotc_mqtt_error *err, const char *what)
     return mq_fail(err, IOTC_MQTT_ERR_INVALID_ARG, IOTC_RC_PROTOCOL_ERROR, 0, what);
 }
 
-static bool str_ok(iotc_mqtt_bytes b)
-{
-    return b.len <= 65535 && (b.len == 0 || b.data) && iotc_mqtt_utf8_valid(b.data, b.len, NULL);
-}
 
 static bool bin_ok(iotc_mqtt_bytes b)
 {
@@ -66,7 +62,7 @@ static iotc_mqtt_status check(const iotc_mqtt_packet *p, iotc_mqtt_version v, si
         v = c->version;
         if (v != IOTC_MQTT_V311 && v != IOTC_MQTT_V5)
             return bad(err, "CONNECT version must be 4 (3.1.1) or 5");
-        if (!str_ok(c->client_id))
+        if (!mq_str_ok(c->client_id))
             return bad(err, "client identifier is not valid UTF-8, or over 65535 bytes");
         if (c->will) {
             if (c->will_qos > 2)
@@ -80,7 +76,7 @@ static iotc_mqtt_status check(const iotc_mqtt_packet *p, iotc_mqtt_version v, si
         } else if (c->will_qos || c->will_retain || !mq_props_empty(&c->will_props)) {
             return bad(err, "Will QoS, retain or properties without a Will");
         }
-        if (c->has_username && !str_ok(c->username))
+        if (c->has_username && !mq_str_ok(c->username))
             return bad(err, "user name is not valid UTF-8, or over 65535 bytes");
         if (c->has_password && !bin_ok(c->password))
             return bad(err, "password over 65535 bytes");

@@ -340,10 +340,6 @@ bool iotc_mqtt_sub_id_next(const iotc_mqtt_props *props, size_t *pos, uint32_t *
 
 /* ---- validation and encoding ---- */
 
-static bool utf8_ok(iotc_mqtt_bytes b)
-{
-    return b.len <= 65535 && (b.len == 0 || b.data) && iotc_mqtt_utf8_valid(b.data, b.len, NULL);
-}
 
 static iotc_mqtt_status bad_arg(iotc_mqtt_error *err, const char *what)
 {
@@ -373,7 +369,7 @@ iotc_mqtt_status mq_props_check(const iotc_mqtt_props *p, iotc_mqtt_type type, b
             iotc_mqtt_bytes b = CFIELD(bytes_field, p, id);
             if (b.len > 65535 || (b.len && !b.data))
                 return bad_arg(err, "property string or binary data over 65535 bytes or NULL");
-            if (PROPS[id].type == T_STR && !utf8_ok(b))
+            if (PROPS[id].type == T_STR && !mq_str_ok(b))
                 return bad_arg(err, "property string is not valid UTF-8");
             n += 3 + b.len;
             break;
@@ -391,7 +387,7 @@ iotc_mqtt_status mq_props_check(const iotc_mqtt_props *p, iotc_mqtt_type type, b
     size_t pos = 0, count = 0;
     iotc_mqtt_user_prop up;
     while (iotc_mqtt_user_prop_next(p, &pos, &up)) {
-        if (!utf8_ok(up.key) || !utf8_ok(up.value))
+        if (!mq_str_ok(up.key) || !mq_str_ok(up.value))
             return bad_arg(err, "User Property is not valid UTF-8, or over 65535 bytes");
         n += 5 + up.key.len + up.value.len;
         count++;

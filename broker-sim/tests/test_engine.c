@@ -635,6 +635,37 @@ static void test_lifecycle_connected_disconnected(void **state)
     h_expect_none(h, w);
 }
 
+/* versionNumber goes back to 0 (here: starts again at 1) after the client has
+ * been away about an hour (aws-broker.md §4.1); until then it only grows.  The
+ * same sweep keeps one-off client ids from growing the broker forever. */
+static void test_lifecycle_version_number_forgotten_after_an_hour(void **state)
+{
+    H *h = *state;
+    h_start(h);
+    h_conn *w = h_watcher(h, "watcher", "$aws/events/presence/connected/+");
+    h_conn *c = h_client(h, V3, "dev1");
+    cJSON *ev = h_expect_event(h, w, "$aws/events/presence/connected/dev1");
+    bool ok = h_jnum(ev, "versionNumber") == 1;
+    cJSON_Delete(ev);
+    assert_true(ok);
+    h_disconnect(h, c, 0, NULL);
+    h_advance(h, 30 * 60 * 1000); /* half an hour away: still remembered */
+    w = h_watcher(h, "watcher2", "$aws/events/presence/connected/+"); /* the first timed out */
+    c = h_client(h, V3, "dev1");
+    ev = h_expect_event(h, w, "$aws/events/presence/connected/dev1");
+    ok = h_jnum(ev, "versionNumber") == 2;
+    cJSON_Delete(ev);
+    assert_true(ok);
+    h_disconnect(h, c, 0, NULL);
+    h_advance(h, 61 * 60 * 1000); /* over an hour since that CONNECT, no session */
+    w = h_watcher(h, "watcher3", "$aws/events/presence/connected/+");
+    c = h_client(h, V3, "dev1");
+    ev = h_expect_event(h, w, "$aws/events/presence/connected/dev1");
+    ok = h_jnum(ev, "versionNumber") == 1;
+    cJSON_Delete(ev);
+    assert_true(ok);
+}
+
 static bool topics_are(const cJSON *ev, const char *const *want, size_t n)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(ev, "topics");
@@ -1044,6 +1075,7 @@ int main(void)
         H_TEST(test_fault_blackhole),
         H_TEST(test_fault_duplicate_next_qos0),
         H_TEST(test_fault_qos0_dup_permille_1000),
+        H_TEST(test_lifecycle_version_number_forgotten_after_an_hour),
         H_TEST(test_denied_principal_v3),
         H_TEST(test_denied_principal_v5),
         H_TEST(test_deviation_reorder),

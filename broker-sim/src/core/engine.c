@@ -63,6 +63,7 @@ struct sim_engine {
     /* The earliest deadline anything set since the last tick (never later
      * than the true next one): the edge need not tick on every input. */
     uint64_t hint;
+    uint64_t gc_at;   /* next sweep of forgotten client ids */
     sim_conn_id *ids; /* tick's scratch: reused, not allocated per call */
     size_t ids_cap;
 };
@@ -823,6 +824,7 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
         }
     }
     cr->last_connect = e->now;
+    want(e, e->gc_at); /* the sweep that will forget it one day */
 
     /* [AWS-TAKEOVER] the older connection is closed; the classic profile
      * first sends it a CONNACK too. */
@@ -1546,6 +1548,25 @@ uint64_t sim_engine_tick(sim_engine *e, uint64_t now_ms)
         if (c)
             conn_timers(e, c, &next);
     }
+    /* What is remembered per client id (the lifecycle versionNumber, the
+     * connect-rate window) is forgotten an hour after its last CONNECT once
+     * the client has no session: AWS resets versionNumber after about an
+     * hour away (aws-broker.md §4.1), and a stream of one-off client ids
+     * must not grow the broker without bound. */
+    if (now_ms >= e->gc_at) {
+        e->gc_at = now_ms + 60000;
+        for (sim_map_entry *me = sim_map_first(&e->clients, &i); me;) {
+            client_rec *cr = me->value;
+            sim_map_entry *nx = sim_map_next(&e->clients, &i, me);
+            if (now_ms - cr->last_connect >= 3600000u && !sim_map_get(&e->sessions, me->key, me->klen)) {
+                free(cr);
+                sim_map_del(&e->clients, me->key, me->klen);
+            }
+            me = nx;
+        }
+    }
+    if (e->clients.count)
+        next = min64(next, e->gc_at);
     /* [AWS-SESSION-EXPIRY] */
     n = e->sessions.count;
     sim_session **dead = n ? malloc(n * sizeof *dead) : NULL;

@@ -35,7 +35,8 @@ bool sim_map_put(sim_map *m, const void *key, size_t klen, void *value);
 void *sim_map_del(sim_map *m, const void *key, size_t klen);
 
 /* Iteration: for (sim_map_entry *e = sim_map_first(m, &i); e; e = sim_map_next(m, &i, e)).
- * Do not insert while iterating; deleting the current entry is not allowed either. */
+ * Do not insert while iterating.  To delete the current entry, take its
+ * successor with sim_map_next() first: deleting frees only that entry. */
 sim_map_entry *sim_map_first(const sim_map *m, size_t *i);
 sim_map_entry *sim_map_next(const sim_map *m, size_t *i, sim_map_entry *e);
 

@@ -210,14 +210,14 @@ bench: deps
 	@IOTSIM=build/bench-o2/bin/iotsim BENCH_BROKER=build/bench-o2/bench/bench_broker bash bench/broker.sh
 
 # ---- install -----------------------------------------------------------------
-install: lib $(TOOLS)
+install: lib $(TOOLS) $(IOTSIM)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/iotc $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(LIB_A) $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libiotc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libiotc.so.$(SOVERSION)
 	ln -sf libiotc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libiotc.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' client/iotc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/iotc.pc
 	install -m 644 client/include/iotc/*.h $(DESTDIR)$(PREFIX)/include/iotc/
-	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
+	install -m 755 $(TOOLS) $(IOTSIM) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build

@@ -8,7 +8,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 make --no-print-directory -s B="$B" install PREFIX=/opt/iotc DESTDIR="$stage" >/dev/null
 root="$stage/opt/iotc"
-for f in include/iotc/mqtt.h include/iotc/topic.h lib/libiotc.a lib/libiotc.so lib/pkgconfig/iotc.pc bin/iotc-mqttdump; do
+for f in include/iotc/mqtt.h include/iotc/topic.h include/iotc/error.h lib/libiotc.a lib/libiotc.so lib/pkgconfig/iotc.pc bin/iotc-mqttdump bin/iotsim; do
   [ -e "$root/$f" ] || fail "missing $f"
 done
 grep -q '^prefix=/opt/iotc$' "$root/lib/pkgconfig/iotc.pc" || fail "pkg-config prefix is not PREFIX"

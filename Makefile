@@ -29,7 +29,7 @@ LDFLAGS  += $(SANFLAGS)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # ---- libiotc ---------------------------------------------------------------
-LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c client/src/core/*.c))
+LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c client/src/core/*.c client/src/net/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIB_A    := $(B)/lib/libiotc.a
 LIB_SO   := $(B)/lib/libiotc.so.$(VERSION)
@@ -88,7 +88,7 @@ $(LIB_A): $(LIB_OBJ)
 
 $(LIB_SO): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libiotc.so.$(SOVERSION) $(LDFLAGS) -o $@ $^
+	$(CC) -shared -Wl,-soname,libiotc.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(B)/lib/libiotc.so: $(LIB_SO)
 	ln -sf libiotc.so.$(VERSION) $(B)/lib/libiotc.so.$(SOVERSION)
@@ -112,21 +112,21 @@ $(IOTSIM): $(B)/obj/broker-sim/src/main.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 
 $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(B)/tests/%: $(B)/obj/client/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(CMOCKA_LIBS)
 
 # Corpus replay: the harness with a plain main() (fuzz/replay_main.c), built by
 # the project's compiler so that it also runs under Valgrind and the sanitizers.
 $(B)/fuzz/replay_%: $(B)/obj/fuzz/fuzz_%.o $(B)/obj/fuzz/replay_main.o $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(SSL_LIBS)
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LIBS_$*)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LIBS_$*) $(SSL_LIBS)
 
 # The broker benchmark's load generator is built on libmosquitto.
 BENCH_LIBS_bench_broker := -lmosquitto $(SSL_LIBS) -lpthread
@@ -174,7 +174,7 @@ fuzzers: $(FUZZERS)
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) $(SIM_SRC) $(wildcard fuzz/*.h client/src/mqtt/*.h broker-sim/src/core/*.h) client/include/iotc/mqtt.h client/include/iotc/topic.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS) $(SSL_LIBS)
 
 # Every harness runs its time box even when an earlier one found something;
 # the target fails at the end if any did.  FUZZ_JOBS harnesses run at once.

@@ -11,7 +11,6 @@ root="$stage/opt/iotc"
 for f in include/iotc/mqtt.h include/iotc/topic.h include/iotc/error.h lib/libiotc.a lib/libiotc.so lib/pkgconfig/iotc.pc bin/iotc-mqttdump bin/iotsim; do
   [ -e "$root/$f" ] || fail "missing $f"
 done
-grep -q '^prefix=/opt/iotc$' "$root/lib/pkgconfig/iotc.pc" || fail "pkg-config prefix is not PREFIX"
 cat >"$stage/t.c" <<'C'
 #include <iotc/mqtt.h>
 #include <stdio.h>
@@ -26,9 +25,16 @@ int main(void)
     return 0;
 }
 C
-flags=$(PKG_CONFIG_SYSROOT_DIR="$stage" PKG_CONFIG_LIBDIR="$root/lib/pkgconfig" pkg-config --cflags --libs --static iotc)
-cc -std=c11 -o "$stage/t" "$stage/t.c" $flags 2>&1 || fail "cannot build against the installed library ($flags)"
+# The .pc file as installed: its prefix and what it needs.  It is read in the
+# stage, so the compile below gives the staged paths itself.
+pc() { PKG_CONFIG_PATH="$root/lib/pkgconfig" pkg-config "$@" iotc; }
+[ "$(pc --variable=prefix)" = /opt/iotc ] || fail "pkg-config prefix is not PREFIX"
+pc --print-requires-private | grep -q libssl || fail "iotc.pc does not require libssl (libiotc's TLS uses it)"
+pc --libs | grep -q -- '-liotc' || fail "pkg-config --libs iotc does not name -liotc"
+ssl=$(pkg-config --libs libssl libcrypto)
+cc -std=c11 -o "$stage/t" "$stage/t.c" -I"$root/include" -L"$root/lib" -liotc $ssl 2>&1 \
+  || fail "cannot build against the installed library"
 [ "$(LD_LIBRARY_PATH="$root/lib" "$stage/t")" = PINGREQ ] || fail "program linked to the installed libiotc.so did not run"
-cc -std=c11 -o "$stage/ts" "$stage/t.c" -I"$root/include" "$root/lib/libiotc.a" || fail "cannot link the installed libiotc.a"
+cc -std=c11 -o "$stage/ts" "$stage/t.c" -I"$root/include" "$root/lib/libiotc.a" $ssl || fail "cannot link the installed libiotc.a"
 [ "$("$stage/ts")" = PINGREQ ] || fail "program linked to the installed libiotc.a did not run"
 echo "install test: 2 passed, 0 failed"

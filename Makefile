@@ -52,8 +52,14 @@ SIM_TEST_SRC := $(sort $(wildcard broker-sim/tests/test_*.c))
 SIM_TESTS := $(SIM_TEST_SRC:broker-sim/tests/%.c=$(B)/tests/sim_%)
 
 # ---- programs --------------------------------------------------------------
-TOOL_SRC := $(sort $(wildcard client/tools/*.c))
-TOOLS    := $(TOOL_SRC:client/tools/%.c=$(B)/bin/iotc-%)
+TOOL_SRC := $(sort $(filter-out client/tools/iotc.c,$(wildcard client/tools/*.c)))
+TOOLS    := $(TOOL_SRC:client/tools/%.c=$(B)/bin/iotc-%) $(B)/bin/iotc
+SAMPLE_SRC := $(sort $(wildcard client/samples/*.c))
+SAMPLES  := $(SAMPLE_SRC:client/samples/%.c=$(B)/bin/samples/%)
+# What a program linking libiotc.a needs besides it.
+IOTC_LIBS = $(LWS_LIBS) $(SSL_LIBS) -lpthread
+# The client integration tests' program (client/tests/integration/).
+ITEST    := $(B)/tests/integration/iotc_itest
 
 TEST_SRC := $(sort $(wildcard client/tests/test_*.c))
 TESTS    := $(TEST_SRC:client/tests/%.c=$(B)/tests/%)
@@ -71,7 +77,7 @@ BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 .PHONY: all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration \
         run fuzz fuzzers coverage bench install clean
 
-all: lib $(SIM_A) $(IOTSIM) $(TOOLS) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES)
+all: lib $(SIM_A) $(IOTSIM) $(TOOLS) $(SAMPLES) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES) $(ITEST)
 
 lib: $(LIB_A) $(B)/lib/libiotc.so $(LIB_PC)
 
@@ -88,7 +94,7 @@ $(LIB_A): $(LIB_OBJ)
 
 $(LIB_SO): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libiotc.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+	$(CC) -shared -Wl,-soname,libiotc.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS)
 
 $(B)/lib/libiotc.so: $(LIB_SO)
 	ln -sf libiotc.so.$(VERSION) $(B)/lib/libiotc.so.$(SOVERSION)
@@ -112,21 +118,34 @@ $(IOTSIM): $(B)/obj/broker-sim/src/main.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 
 $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS)
+
+# The CLI reads iotsim's endpoint.json with cJSON; the library itself does not.
+$(B)/bin/iotc: $(B)/obj/client/tools/iotc.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS) $(CJSON_LIBS)
+
+$(B)/bin/samples/%: $(B)/obj/client/samples/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS)
+
+$(ITEST): $(B)/obj/client/tests/integration/iotc_itest.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS)
 
 $(B)/tests/%: $(B)/obj/client/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS) $(CMOCKA_LIBS)
 
 # Corpus replay: the harness with a plain main() (fuzz/replay_main.c), built by
 # the project's compiler so that it also runs under Valgrind and the sanitizers.
 $(B)/fuzz/replay_%: $(B)/obj/fuzz/fuzz_%.o $(B)/obj/fuzz/replay_main.o $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(SSL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(IOTC_LIBS)
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LIBS_$*) $(SSL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LIBS_$*) $(IOTC_LIBS)
 
 # The broker benchmark's load generator is built on libmosquitto.
 BENCH_LIBS_bench_broker := -lmosquitto $(SSL_LIBS) -lpthread
@@ -174,7 +193,7 @@ fuzzers: $(FUZZERS)
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) $(SIM_SRC) $(wildcard fuzz/*.h client/src/mqtt/*.h broker-sim/src/core/*.h) client/include/iotc/mqtt.h client/include/iotc/topic.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS) $(SSL_LIBS)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS) $(IOTC_LIBS)
 
 # Every harness runs its time box even when an earlier one found something;
 # the target fails at the end if any did.  FUZZ_JOBS harnesses run at once.

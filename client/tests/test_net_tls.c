@@ -6,7 +6,12 @@
  * over a TCP socket.  Covers mTLS + ALPN, CA from file, directory and bytes,
  * DNS and IP hostname checks, wrong CA, expired certificate, ALPN refused,
  * key/cert mismatch, a client certificate the server refuses, the buffer
- * limits, and application data both ways.
+ * limits, and application data both ways.  The client identity also comes
+ * from PKCS#12 bundles made with `openssl pkcs12 -export` (AES-256 + PBKDF2
+ * + SHA-256 MAC, OpenSSL 3's defaults): from a file and from DER bytes, one
+ * whose leaf is signed by an intermediate that only the bundle carries (so
+ * the handshake proves the chain is sent), one with an empty password, one
+ * without a key; wrong passwords, garbage and contradictory settings.
  *
  * Expired certificate: OpenSSL 3.0 has no -not_before/-not_after (3.4+);
  * `openssl x509 -req -days -1` works on 3.0 and gives notAfter one day
@@ -62,7 +67,8 @@ static int make_pki(void **state)
              "set -e; cd '%s'; exec >pki.log 2>&1\n"
              "printf '[srv]\\nbasicConstraints=CA:FALSE\\nsubjectAltName=DNS:localhost,IP:127.0.0.1\\n"
              "extendedKeyUsage=serverAuth\\n[cli]\\nbasicConstraints=CA:FALSE\\n"
-             "extendedKeyUsage=clientAuth\\n' > ext.cnf\n"
+             "extendedKeyUsage=clientAuth\\n[ica]\\nbasicConstraints=critical,CA:TRUE\\n"
+             "keyUsage=critical,keyCertSign,cRLSign\\n' > ext.cnf\n"
              "K='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'\n"
              "openssl req -x509 $K -keyout ca.key -out ca.crt -days 2 -subj /CN=iotc-test-ca\n"
              "openssl req -x509 $K -keyout ca2.key -out ca2.crt -days 2 -subj /CN=iotc-rogue-ca\n"
@@ -75,7 +81,21 @@ static int make_pki(void **state)
              "openssl x509 -req -CA ca2.crt -CAkey ca2.key -CAcreateserial -extfile ext.cnf "
              "-in client.csr -days 2 -extensions cli -out rogue.crt\n"
              "openssl req -new $K -keyout other.key -out other.csr -subj /CN=other\n"
-             "mkdir cadir; cp ca.crt cadir/; openssl rehash cadir\n",
+             "mkdir cadir; cp ca.crt cadir/; openssl rehash cadir\n"
+             /* thing-02 is signed by an intermediate the server does not
+              * know: only chain.p12 carries it. */
+             "openssl req -new $K -keyout inter.key -out inter.csr -subj /CN=iotc-test-intermediate\n"
+             "openssl x509 $S -in inter.csr -days 2 -extensions ica -out inter.crt\n"
+             "openssl req -new $K -keyout leaf2.key -out leaf2.csr -subj /CN=thing-02\n"
+             "openssl x509 -req -CA inter.crt -CAkey inter.key -CAcreateserial -extfile ext.cnf "
+             "-in leaf2.csr -days 2 -extensions cli -out leaf2.crt\n"
+             "P='openssl pkcs12 -export -passout pass:s3cret'\n"
+             "$P -in client.crt -inkey client.key -certfile ca.crt -name thing-01 -out client.p12\n"
+             "$P -in leaf2.crt -inkey leaf2.key -certfile inter.crt -out chain.p12\n"
+             "$P -in client.crt -nokeys -out nokey.p12\n"
+             "$P -nomac -in client.crt -inkey client.key -out nomac.p12\n"
+             "openssl pkcs12 -export -passout pass: -in client.crt -inkey client.key -out nopass.p12\n"
+             "printf 'this is not a PKCS#12 bundle\\n' > garbage.p12\n",
              g_dir);
     return system(cmd) == 0 ? 0 : -1;
 }
@@ -570,6 +590,207 @@ static void test_limits(void **state)
     srv_free(&v);
 }
 
+/* ---- PKCS#12 client identity ------------------------------------------------ */
+
+static iotc_tls_config p12_cfg(const char *file, const char *password)
+{
+    iotc_tls_config cfg = mtls_cfg();
+    cfg.cert_file = cfg.key_file = NULL;
+    cfg.pkcs12_file = file ? pki(file) : NULL;
+    cfg.pkcs12_password = password;
+    return cfg;
+}
+
+/* Handshakes with `cfg` and checks the certificate the server received:
+ * its CN and how many chain certificates came after the leaf. */
+static void p12_handshake(const iotc_tls_config *cfg, const char *cn_want, int chain_want,
+                          int data)
+{
+    srv v;
+    srv_init(&v, "server.crt", ALPN_SELECT);
+    iotc_tls *c = NULL;
+    iotc_tls_why why;
+    iotc_err rc = iotc_tls_new(cfg, &c, &why);
+    if (rc != IOTC_OK)
+        fail_msg("iotc_tls_new: %d: %s", rc, why.text);
+    assert_int_equal(pump(c, &v), IOTC_OK);
+    assert_true(iotc_tls_handshake_done(c));
+    assert_true(v.done);
+    X509 *peer = SSL_get1_peer_certificate(v.ssl);
+    assert_non_null(peer);
+    char cn[64];
+    X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+    assert_string_equal(cn, cn_want);
+    X509_free(peer);
+    /* On the server side the peer chain excludes the leaf. */
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(v.ssl);
+    assert_int_equal(sent ? sk_X509_num(sent) : 0, chain_want);
+    if (data)
+        roundtrip(c, &v);
+    iotc_tls_free(c);
+    srv_free(&v);
+}
+
+static void expect_new_fails(const iotc_tls_config *cfg, iotc_err want_rc, const char *want1,
+                             const char *want2)
+{
+    iotc_tls *c = (iotc_tls *)cfg; /* must come back NULL */
+    iotc_tls_why why;
+    assert_int_equal(iotc_tls_new(cfg, &c, &why), want_rc);
+    assert_null(c);
+    if (strstr(why.text, want1) == NULL || (want2 != NULL && strstr(why.text, want2) == NULL))
+        fail_msg("why \"%s\" lacks \"%s\" or \"%s\"", why.text, want1, want2 ? want2 : "");
+    assert_int_equal(ERR_peek_error(), 0); /* no stale errors left behind */
+}
+
+static void test_pkcs12_file(void **state)
+{
+    (void)state;
+    /* The bundle holds the CA too: it is sent as the chain (harmless, and
+     * what `-certfile` bundles from device vendors look like). */
+    iotc_tls_config cfg = p12_cfg("client.p12", "s3cret");
+    p12_handshake(&cfg, "thing-01", 1, 1);
+
+    /* An empty password, given as NULL or as "".  This bundle has no CA;
+     * OpenSSL completes a chain-less identity from the trust store (as it
+     * does for cert_file), so the CA is sent all the same. */
+    cfg = p12_cfg("nopass.p12", NULL);
+    p12_handshake(&cfg, "thing-01", 1, 0);
+    cfg = p12_cfg("nopass.p12", "");
+    p12_handshake(&cfg, "thing-01", 1, 0);
+
+    /* No MAC (-nomac): OpenSSL 3.0's PKCS12_parse alone refuses these. */
+    cfg = p12_cfg("nomac.p12", "s3cret");
+    p12_handshake(&cfg, "thing-01", 1, 0);
+}
+
+/* From DER bytes, freed before the handshake; the intermediate that signed
+ * thing-02 is only in the bundle, so the server's verification succeeds
+ * only if the bundle's extra certificates are sent as the chain. */
+static void test_pkcs12_der_chain(void **state)
+{
+    (void)state;
+    size_t len;
+    char *der = slurp(pki("chain.p12"), &len);
+    iotc_tls_config cfg = p12_cfg(NULL, "s3cret");
+    cfg.pkcs12_der = der;
+    cfg.pkcs12_der_len = len;
+    srv v;
+    srv_init(&v, "server.crt", ALPN_SELECT);
+    iotc_tls *c = NULL;
+    iotc_tls_why why;
+    assert_int_equal(iotc_tls_new(&cfg, &c, &why), IOTC_OK);
+    memset(der, 0, len); /* the session does not keep the caller's bytes */
+    free(der);
+    assert_int_equal(pump(c, &v), IOTC_OK);
+    assert_true(iotc_tls_handshake_done(c));
+    assert_true(v.done);
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(v.ssl); /* without the leaf */
+    assert_non_null(sent);
+    assert_int_equal(sk_X509_num(sent), 1);
+    char cn[64];
+    X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sent, 0)), NID_commonName,
+                              cn, sizeof cn);
+    assert_string_equal(cn, "iotc-test-intermediate");
+    roundtrip(c, &v);
+    iotc_tls_free(c);
+    srv_free(&v);
+
+    /* The same bundle from its file. */
+    cfg = p12_cfg("chain.p12", "s3cret");
+    p12_handshake(&cfg, "thing-02", 1, 0);
+}
+
+static void test_pkcs12_wrong_password(void **state)
+{
+    (void)state;
+    iotc_tls_config cfg = p12_cfg("client.p12", "wrong");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, pki("client.p12"),
+                     "mac verify failure (wrong password?)");
+    assert_non_null(strstr(pki("client.p12"), "/client.p12"));
+    /* No password for a bundle that has one. */
+    cfg.pkcs12_password = NULL;
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "PKCS#12 file", "wrong password?");
+    /* A password for a bundle that has none. */
+    cfg = p12_cfg("nopass.p12", "s3cret");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "PKCS#12 file", "wrong password?");
+    /* Without a MAC only the decryption can tell. */
+    cfg = p12_cfg("nomac.p12", "wrong");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "nomac.p12: cannot decrypt",
+                     "wrong password?");
+
+    size_t len;
+    char *der = slurp(pki("client.p12"), &len);
+    cfg = p12_cfg(NULL, "wrong");
+    cfg.pkcs12_der = der;
+    cfg.pkcs12_der_len = len;
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "PKCS#12 bytes: mac verify failure",
+                     "wrong password?");
+    free(der);
+}
+
+static void test_pkcs12_garbage(void **state)
+{
+    (void)state;
+    iotc_tls_config cfg = p12_cfg("garbage.p12", "s3cret");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, pki("garbage.p12"), "not a PKCS#12 bundle");
+
+    cfg = p12_cfg("no-such.p12", "s3cret");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, pki("no-such.p12"), "cannot open");
+
+    /* A PEM file is not a bundle either (a common mix-up). */
+    cfg = p12_cfg("client.crt", "s3cret");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "client.crt", "not a PKCS#12 bundle");
+
+    cfg = p12_cfg("nokey.p12", "s3cret");
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "nokey.p12", "holds no private key");
+
+    /* Truncated DER: a real bundle cut in half. */
+    size_t len;
+    char *der = slurp(pki("client.p12"), &len);
+    cfg = p12_cfg(NULL, "s3cret");
+    cfg.pkcs12_der = der;
+    cfg.pkcs12_der_len = len / 2;
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "PKCS#12 bytes", "not a PKCS#12 bundle");
+    cfg.pkcs12_der = "\x30\x03\x02\x01\x03";
+    cfg.pkcs12_der_len = 5;
+    expect_new_fails(&cfg, IOTC_ERR_CREDENTIALS, "PKCS#12 bytes", NULL);
+    free(der);
+}
+
+static void test_pkcs12_bad_args(void **state)
+{
+    (void)state;
+    /* Every contradiction is refused before any file is read: the bundle
+     * here does not even exist. */
+    iotc_tls_config cfg = p12_cfg("no-such.p12", "s3cret");
+    cfg.cert_file = pki("client.crt");
+    expect_new_fails(&cfg, IOTC_ERR_INVALID_ARG, "PKCS#12", "not both");
+
+    cfg = p12_cfg("no-such.p12", "s3cret");
+    cfg.cert_file = pki("client.crt");
+    cfg.key_file = pki("client.key");
+    expect_new_fails(&cfg, IOTC_ERR_INVALID_ARG, "PKCS#12", "not both");
+
+    cfg = p12_cfg("no-such.p12", "s3cret");
+    cfg.key_pem = "-----BEGIN";
+    cfg.key_pem_len = 10;
+    expect_new_fails(&cfg, IOTC_ERR_INVALID_ARG, "PKCS#12", "not both");
+
+    cfg = p12_cfg("no-such.p12", NULL);
+    cfg.key_password = "s3cret"; /* the wrong field for a bundle */
+    expect_new_fails(&cfg, IOTC_ERR_INVALID_ARG, "PKCS#12", "key_password");
+
+    cfg = p12_cfg("no-such.p12", "s3cret");
+    cfg.pkcs12_der = "x";
+    cfg.pkcs12_der_len = 1;
+    expect_new_fails(&cfg, IOTC_ERR_INVALID_ARG, "PKCS#12", "both as a file and as bytes");
+
+    cfg = mtls_cfg();
+    cfg.pkcs12_password = "s3cret";
+    expect_new_fails(&cfg, IOTC_ERR_INVALID_ARG, "pkcs12_password", "without");
+}
+
 /* ---- against a real openssl s_server over TCP ------------------------------ */
 
 static int free_port(void)
@@ -707,6 +928,11 @@ int main(void)
         cmocka_unit_test(test_key_mismatch),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_pkcs12_file),
+        cmocka_unit_test(test_pkcs12_der_chain),
+        cmocka_unit_test(test_pkcs12_wrong_password),
+        cmocka_unit_test(test_pkcs12_garbage),
+        cmocka_unit_test(test_pkcs12_bad_args),
         cmocka_unit_test(test_s_server),
     };
     return cmocka_run_group_tests(tests, make_pki, remove_pki);

@@ -39,17 +39,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "iotc/client.h"
 #include "iotc/error.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum {
-    IOTC_JITTER_NONE = 0,     /* min, 2·min, 4·min ... max */
-    IOTC_JITTER_FULL = 1,     /* uniform in [0, that ceiling] */
-    IOTC_JITTER_DECORRELATED = 2 /* min(max, uniform in [min, 3·previous]) */
-} iotc_jitter;
+/* iotc_jitter (the modes) is public: iotc/client.h. */
 
 typedef struct {
     uint64_t min_ms;    /* first wait and the base of the doubling; > 0 */

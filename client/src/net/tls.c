@@ -19,6 +19,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -43,8 +44,12 @@ struct iotc_tls {
 static void set_why(char *dst, const char *fmt, const char *a, const char *b)
 {
     /* Two string slots cover every message below and keep the format a
-     * literal the compiler can check at each call. */
-    snprintf(dst, IOTC_TLS_WHY_MAX, fmt, a ? a : "", b ? b : "");
+     * literal the compiler can check at each call.  A long path plus
+     * OpenSSL's text can overflow; the cut is marked so that a reader does
+     * not take the tail for the whole reason. */
+    int n = snprintf(dst, IOTC_TLS_WHY_MAX, fmt, a ? a : "", b ? b : "");
+    if (n >= IOTC_TLS_WHY_MAX)
+        memcpy(dst + IOTC_TLS_WHY_MAX - 4, "...", 4);
 }
 
 /* The earliest OpenSSL error on this thread's queue as text (it names the
@@ -80,6 +85,11 @@ static int pw_cb(char *buf, int size, int rwflag, void *u)
         return 0;
     memcpy(buf, pw, n);
     return (int)n;
+}
+
+static int has(const void *p, size_t len)
+{
+    return p != NULL && len > 0;
 }
 
 static BIO *mem_bio(const void *p, size_t len)
@@ -196,6 +206,153 @@ static iotc_err load_key_pem(SSL_CTX *ctx, const void *pem, size_t len, const ch
     return IOTC_OK;
 }
 
+/* A PKCS#12 bundle read from `b`: its certificate and key become the
+ * identity, every other certificate the chain.  `label` names the source in
+ * each reason ("PKCS#12 file /x.p12").  A wrong password is the usual
+ * mistake, so it gets its own words; OpenSSL only says "mac verify failure"
+ * (or, for a bundle without a MAC, a decryption error). */
+static iotc_err load_pkcs12(SSL_CTX *ctx, BIO *b, const char *label, const char *pw, char *why)
+{
+    char detail[160];
+    PKCS12 *p12 = d2i_PKCS12_bio(b, NULL);
+    if (p12 == NULL) {
+        ssl_err_text(detail, sizeof detail, "unparsable");
+        set_why(why, "%s: not a PKCS#12 bundle (%s)", label, detail);
+        return IOTC_ERR_CREDENTIALS;
+    }
+    EVP_PKEY *key = NULL;
+    X509 *leaf = NULL;
+    STACK_OF(X509) *chain = NULL;
+    ERR_clear_error();
+    /* OpenSSL 3.0's PKCS12_parse insists on a MAC whenever the password is
+     * not empty, so a bundle exported with -nomac would always read as
+     * "wrong password".  Giving the in-memory copy a MAC made with the same
+     * password lets the parse go on; a wrong password then shows up as a
+     * failed decryption instead. */
+    int nomac = !PKCS12_mac_present(p12);
+    if (nomac && pw != NULL && pw[0] != '\0' &&
+        !PKCS12_set_mac(p12, pw, -1, NULL, 0, PKCS12_DEFAULT_ITER, NULL)) {
+        PKCS12_free(p12);
+        ssl_err_text(detail, sizeof detail, "failed");
+        set_why(why, "%s: cannot read a bundle without a MAC: %s", label, detail);
+        return IOTC_ERR_CREDENTIALS;
+    }
+    int parsed = PKCS12_parse(p12, pw, &key, &leaf, &chain);
+    PKCS12_free(p12);
+    if (!parsed) {
+        /* The telling entry is not always the first one: walk them all. */
+        unsigned long first = ERR_peek_error(), e;
+        int mac = 0, crypt = 0;
+        while ((e = ERR_get_error()) != 0) {
+            if (ERR_GET_LIB(e) != ERR_LIB_PKCS12)
+                continue;
+            mac |= ERR_GET_REASON(e) == PKCS12_R_MAC_VERIFY_FAILURE;
+            crypt |= ERR_GET_REASON(e) == PKCS12_R_PKCS12_CIPHERFINAL_ERROR;
+        }
+        if (first != 0)
+            ERR_error_string_n(first, detail, sizeof detail);
+        else
+            snprintf(detail, sizeof detail, "no detail from OpenSSL");
+        if (mac)
+            set_why(why, "%s: mac verify failure (wrong password?)%s", label, NULL);
+        else if (crypt || (nomac && strstr(detail, "unsupported") == NULL))
+            set_why(why, "%s: cannot decrypt (wrong password?): %s", label, detail);
+        else if (strstr(detail, "unsupported") != NULL)
+            set_why(why, "%s: unsupported algorithm (a legacy RC2/3DES bundle? re-export it "
+                         "with OpenSSL 3's defaults): %s", label, detail);
+        else
+            set_why(why, "%s: cannot parse: %s", label, detail);
+        return IOTC_ERR_CREDENTIALS;
+    }
+    iotc_err rc = IOTC_OK;
+    if (leaf == NULL || key == NULL) {
+        /* Without a key PKCS12_parse cannot tell the leaf, so it files every
+         * certificate as "other": test the key first for the right words. */
+        set_why(why, "%s: %s", label,
+                key == NULL ? "holds no private key" : "holds no certificate for its key");
+        rc = IOTC_ERR_CREDENTIALS;
+    } else if (!SSL_CTX_use_certificate(ctx, leaf)) {
+        ssl_err_text(detail, sizeof detail, "refused");
+        set_why(why, "%s: certificate refused: %s", label, detail);
+        rc = IOTC_ERR_CREDENTIALS;
+    } else if (!SSL_CTX_use_PrivateKey(ctx, key)) {
+        rc = key_refused(why, label);
+    } else {
+        for (int i = 0; i < sk_X509_num(chain); i++) {
+            /* add1: the stack keeps its references and is freed below. */
+            if (!SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i))) {
+                ssl_err_text(detail, sizeof detail, "refused");
+                set_why(why, "%s: bad chain certificate: %s", label, detail);
+                rc = IOTC_ERR_CREDENTIALS;
+                break;
+            }
+        }
+    }
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+static iotc_err load_pkcs12_source(SSL_CTX *ctx, const iotc_tls_config *cfg, char *why)
+{
+    char label[IOTC_TLS_WHY_MAX / 2];
+    BIO *b;
+    if (cfg->pkcs12_file != NULL) {
+        snprintf(label, sizeof label, "PKCS#12 file %s", cfg->pkcs12_file);
+        b = BIO_new_file(cfg->pkcs12_file, "rb");
+        if (b == NULL) {
+            char detail[160];
+            ssl_err_text(detail, sizeof detail, "unreadable");
+            set_why(why, "%s: cannot open (%s)", label, detail);
+            return IOTC_ERR_CREDENTIALS;
+        }
+    } else {
+        snprintf(label, sizeof label, "PKCS#12 bytes");
+        b = mem_bio(cfg->pkcs12_der, cfg->pkcs12_der_len);
+        if (b == NULL) {
+            set_why(why, "%s: cannot read the bytes%s", label, NULL);
+            return IOTC_ERR_CREDENTIALS;
+        }
+    }
+    iotc_err rc = load_pkcs12(ctx, b, label, cfg->pkcs12_password, why);
+    BIO_free(b);
+    return rc;
+}
+
+/* The client identity settings, checked before any file is read so that a
+ * contradictory config is reported as such rather than as whichever file
+ * happened to be unreadable first. */
+static iotc_err check_identity(const iotc_tls_config *cfg, char *why)
+{
+    int cert = cfg->cert_file != NULL || has(cfg->cert_pem, cfg->cert_pem_len);
+    int key = cfg->key_file != NULL || has(cfg->key_pem, cfg->key_pem_len);
+    int p12 = cfg->pkcs12_file != NULL || has(cfg->pkcs12_der, cfg->pkcs12_der_len);
+    if (p12 && (cert || key || cfg->key_password != NULL)) {
+        set_why(why, "a PKCS#12 bundle replaces the client certificate and key: give "
+                     "pkcs12_* or cert_*/key_*/key_password, not both%s%s", NULL, NULL);
+        return IOTC_ERR_INVALID_ARG;
+    }
+    if (cfg->pkcs12_file != NULL && has(cfg->pkcs12_der, cfg->pkcs12_der_len)) {
+        set_why(why, "PKCS#12 bundle given both as a file and as bytes%s%s", NULL, NULL);
+        return IOTC_ERR_INVALID_ARG;
+    }
+    if (!p12 && cfg->pkcs12_password != NULL) {
+        set_why(why, "pkcs12_password given without a PKCS#12 bundle%s%s", NULL, NULL);
+        return IOTC_ERR_INVALID_ARG;
+    }
+    if (cert != key) {
+        set_why(why, "client certificate and key must be given together%s%s", NULL, NULL);
+        return IOTC_ERR_INVALID_ARG;
+    }
+    if ((cfg->cert_file != NULL && has(cfg->cert_pem, cfg->cert_pem_len)) ||
+        (cfg->key_file != NULL && has(cfg->key_pem, cfg->key_pem_len))) {
+        set_why(why, "client certificate or key given both as a file and as bytes%s%s", NULL, NULL);
+        return IOTC_ERR_INVALID_ARG;
+    }
+    return IOTC_OK;
+}
+
 /* "a,b" -> "\x01a\x01b" (the wire form).  Empty or over-long names are
  * refused here rather than producing a ClientHello the server rejects. */
 static iotc_err alpn_wire(const char *list, unsigned char **wire, size_t *wlen)
@@ -233,11 +390,6 @@ static int is_ip_literal(const char *h)
     return inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1;
 }
 
-static int has(const void *p, size_t len)
-{
-    return p != NULL && len > 0;
-}
-
 static iotc_err setup_ctx(iotc_tls *s, const iotc_tls_config *cfg, char *why)
 {
     SSL_CTX *ctx = s->ctx;
@@ -249,7 +401,9 @@ static iotc_err setup_ctx(iotc_tls *s, const iotc_tls_config *cfg, char *why)
     SSL_CTX_set_default_passwd_cb(ctx, pw_cb);
     SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cfg->key_password);
 
-    iotc_err rc;
+    iotc_err rc = check_identity(cfg, why);
+    if (rc != IOTC_OK)
+        return rc;
     if (s->verify) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         int any = 0;
@@ -273,17 +427,12 @@ static iotc_err setup_ctx(iotc_tls *s, const iotc_tls_config *cfg, char *why)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
 
+    /* check_identity() made sure cert and key come together, and not with
+     * a bundle. */
     int cert = cfg->cert_file != NULL || has(cfg->cert_pem, cfg->cert_pem_len);
-    int key = cfg->key_file != NULL || has(cfg->key_pem, cfg->key_pem_len);
-    if (cert != key) {
-        set_why(why, "client certificate and key must be given together%s%s", NULL, NULL);
-        return IOTC_ERR_INVALID_ARG;
-    }
-    if ((cfg->cert_file != NULL && has(cfg->cert_pem, cfg->cert_pem_len)) ||
-        (cfg->key_file != NULL && has(cfg->key_pem, cfg->key_pem_len))) {
-        set_why(why, "client certificate or key given both as a file and as bytes%s%s", NULL, NULL);
-        return IOTC_ERR_INVALID_ARG;
-    }
+    int p12 = cfg->pkcs12_file != NULL || has(cfg->pkcs12_der, cfg->pkcs12_der_len);
+    if (p12 && (rc = load_pkcs12_source(ctx, cfg, why)) != IOTC_OK)
+        return rc;
     if (cert) {
         if (cfg->cert_file != NULL) {
             if (!SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file)) {
@@ -302,14 +451,15 @@ static iotc_err setup_ctx(iotc_tls *s, const iotc_tls_config *cfg, char *why)
                                       why)) != IOTC_OK) {
             return rc;
         }
-        /* SSL_CTX_use_PrivateKey already refuses most mismatches; this makes
-         * the check explicit so the reason is always the same words. */
-        if (!SSL_CTX_check_private_key(ctx)) {
-            char detail[160];
-            ssl_err_text(detail, sizeof detail, "");
-            set_why(why, "client key does not match the certificate: %s%s", detail, NULL);
-            return IOTC_ERR_CREDENTIALS;
-        }
+    }
+    /* SSL_CTX_use_PrivateKey already refuses most mismatches; this makes
+     * the check explicit so the reason is always the same words.  A bundle
+     * is checked too: PKCS12_parse pairs them by localKeyID, not by key. */
+    if ((cert || p12) && !SSL_CTX_check_private_key(ctx)) {
+        char detail[160];
+        ssl_err_text(detail, sizeof detail, "");
+        set_why(why, "client key does not match the certificate: %s%s", detail, NULL);
+        return IOTC_ERR_CREDENTIALS;
     }
     /* The key password is needed only while loading; do not keep a pointer
      * to caller memory that may be gone later. */
@@ -481,6 +631,40 @@ iotc_err iotc_tls_new(const iotc_tls_config *cfg, iotc_tls **out, iotc_tls_why *
     }
     *out = s;
     return IOTC_OK;
+}
+
+iotc_err iotc_tls_ctx_new(const iotc_tls_config *cfg, void **out, iotc_tls_why *why)
+{
+    char dummy[IOTC_TLS_WHY_MAX];
+    char *w = why ? why->text : dummy;
+    w[0] = '\0';
+    if (out != NULL)
+        *out = NULL;
+    if (cfg == NULL || out == NULL) {
+        set_why(w, "NULL config or output%s%s", NULL, NULL);
+        return IOTC_ERR_INVALID_ARG;
+    }
+    /* The same checks and loading as a session's, on a context alone. */
+    iotc_tls s;
+    memset(&s, 0, sizeof s);
+    s.verify = !cfg->insecure_skip_verify;
+    ERR_clear_error();
+    s.ctx = SSL_CTX_new(TLS_client_method());
+    iotc_err rc = s.ctx == NULL ? IOTC_ERR_NOMEM : setup_ctx(&s, cfg, w);
+    if (s.ctx == NULL)
+        why_ssl(w, "SSL_CTX_new failed");
+    ERR_clear_error();
+    if (rc != IOTC_OK) {
+        SSL_CTX_free(s.ctx);
+        return rc;
+    }
+    *out = s.ctx;
+    return IOTC_OK;
+}
+
+void iotc_tls_ctx_free(void *ctx)
+{
+    SSL_CTX_free(ctx);
 }
 
 void iotc_tls_free(iotc_tls *s)

@@ -17,6 +17,11 @@
  * IOTC_ERR_BUSY when the unprocessed input or the undrained output is over
  * its limit, so a slow peer or a slow socket cannot grow the buffers.
  *
+ * Credentials: trust anchors from a file, a directory or PEM bytes; the
+ * client identity from PEM (certificate and key, files or bytes) or from a
+ * PKCS#12 bundle (file or bytes).  All are loaded and checked in
+ * iotc_tls_new(), so a bad file fails there and not in the handshake.
+ *
  * Never prints or aborts.  A session is used by one thread at a time.
  */
 #ifndef IOTC_NET_TLS_H
@@ -42,8 +47,11 @@ typedef struct iotc_tls_config {
     const void *ca_pem;      /* PEM bytes, every certificate is trusted */
     size_t ca_pem_len;
 
-    /* Client identity for mutual TLS: a certificate (chain) and its key,
-     * each from a file or PEM bytes, not both.  Either none or both. */
+    /* Client identity for mutual TLS, one of two forms (never both: mixing
+     * them is IOTC_ERR_INVALID_ARG, since which one wins would be a guess).
+     *
+     * (a) A certificate (chain) and its key, each from a file or PEM bytes,
+     * not both.  Either none or both. */
     const char *cert_file;   /* leaf first, then intermediates */
     const void *cert_pem;
     size_t cert_pem_len;
@@ -51,6 +59,23 @@ typedef struct iotc_tls_config {
     const void *key_pem;
     size_t key_pem_len;
     const char *key_password; /* for an encrypted key; NULL: none (never prompts) */
+
+    /* (b) A PKCS#12 bundle (.p12/.pfx, DER) from a file or bytes, not both:
+     * its certificate and key are the identity, and every other certificate
+     * in it is sent as the chain (in the bundle's order).  What AWS IoT's
+     * SDKs call mtls_with_pkcs12.  The password decrypts the bundle and
+     * checks its MAC; NULL tries the empty and the absent password (as
+     * `openssl pkcs12 -passin pass:` does) and never prompts.  Bundles
+     * without a MAC (-nomac) work too.  Legacy bundles (RC2-40/3DES, the
+     * pre-OpenSSL-3 default) need OpenSSL's legacy provider, which this
+     * module does not load: the reason says so; re-export them.
+     * key_password belongs to (a) and is refused with a bundle; a
+     * pkcs12_password without a bundle is refused too (a forgotten field).
+     * The caller keeps the bytes; they are parsed in iotc_tls_new(). */
+    const char *pkcs12_file;
+    const void *pkcs12_der;
+    size_t pkcs12_der_len;
+    const char *pkcs12_password;
 
     /* ALPN protocols offered, comma-separated ("x-amzn-mqtt-ca").  When set,
      * the handshake fails unless the server selects one of them. */
@@ -80,11 +105,20 @@ typedef struct iotc_tls iotc_tls;
  * away after the call) and starts the handshake: the ClientHello is waiting
  * in iotc_tls_pending_out() on return.
  * Returns IOTC_OK, IOTC_ERR_INVALID_ARG (bad or inconsistent settings),
- * IOTC_ERR_CREDENTIALS (a CA, certificate or key unreadable or unparsable,
- * or the key does not match the certificate), IOTC_ERR_NOMEM or
+ * IOTC_ERR_CREDENTIALS (a CA, certificate, key or PKCS#12 bundle unreadable
+ * or unparsable, a wrong PKCS#12 password, or the key does not match the
+ * certificate), IOTC_ERR_NOMEM or
  * IOTC_ERR_TLS.  On failure *out is NULL and `why` (if not NULL) names the
  * reason. */
 iotc_err iotc_tls_new(const iotc_tls_config *cfg, iotc_tls **out, iotc_tls_why *why);
+
+/* A client SSL_CTX (an `SSL_CTX *`, typed void * so that this header needs
+ * no OpenSSL include) configured from `cfg` exactly as a session's would be
+ * (trust, identity, ALPN; `hostname` is not used: it is per connection).
+ * For lws's WSS client, which borrows it, and to check credentials early.
+ * Same errors as iotc_tls_new.  Free with iotc_tls_ctx_free. */
+iotc_err iotc_tls_ctx_new(const iotc_tls_config *cfg, void **out, iotc_tls_why *why);
+void iotc_tls_ctx_free(void *ctx);
 
 /* Frees the session; NULL is fine.  Sends nothing (no close_notify): a
  * caller that wants one calls iotc_tls_close() and drains first. */

@@ -1,0 +1,989 @@
+/*
+ * net/client.c: the client handle of iotc/client.h: the engine (core/)
+ * joined to the link (net/link.h), made safe to call from any thread.
+ *
+ * Threading, in one paragraph.  A recursive mutex `mu` guards the engine
+ * and everything here.  The service thread takes it for every link report
+ * and wake, and runs user callbacks while holding it, so a callback may call
+ * iotc_publish and friends (recursion) and no other thread sees the engine
+ * half-way.  Another thread's call takes `mu`, calls the engine and wakes
+ * the service thread; completions the engine raises inside such a call are
+ * queued and delivered by the service thread, never on the caller's thread.
+ * The engine only opens and closes the link from the service thread:
+ * connect and disconnect are handed over as commands.  Blocking helpers wait
+ * on `cv` with `mu`; a callback cannot wait (it holds `mu` for the thread
+ * that would complete it).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "core/engine.h"
+#include "iotc/client.h"
+#include "iotc/topic.h"
+#include "net/builder.h"
+#include "net/link.h"
+#include "net/sigv4.h"
+#include "net/tls.h"
+#include "net/username.h"
+
+/* AWS IoT's largest PUBLISH payload (aws-broker.md §2): refused at the
+ * call, since the broker would disconnect the client for it. */
+#define MAX_PAYLOAD ((size_t)128 * 1024)
+/* Unwritten bytes on the link before publish answers IOTC_ERR_BUSY. */
+#define MAX_OUT_PENDING ((size_t)1024 * 1024)
+
+typedef struct waiter {
+    int refs;
+    bool done;
+    int status;
+    uint8_t granted;
+} waiter;
+
+/* One accepted operation: who to tell. */
+typedef struct opctx {
+    struct opctx *next; /* on the deferred list */
+    iotc_client *c;
+    iotc_done_fn fn;
+    void *user;
+    waiter *w;
+    int status;
+    uint8_t granted;
+} opctx;
+
+typedef struct subcb {
+    struct subcb *next;
+    iotc_message_fn fn;
+    void *user;
+    size_t len;
+    const char *match; /* the filter part of a $share filter */
+    size_t match_len;
+    char filter[];
+} subcb;
+
+struct iotc_client {
+    iotc_builder *cfg;
+    iotc_tls_config tls;
+    char *username;   /* the final CONNECT username (metrics, custom auth) */
+    iotc_engine_config ecfg;
+    iotc_engine_io io;
+    iotc_engine *eng; /* NULL until the first connect */
+    iotc_link *link;
+    iotc_callbacks cb;
+    void *user;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool running;      /* connected or connecting (between connect and closed) */
+    bool want_start, want_stop;
+    opctx *dh, *dt;    /* completions raised on other threads */
+    subcb *subs;
+    char reason[256];  /* the last link failure, for the callbacks */
+    uint64_t messages;
+    /* For the blocking helpers: counters that move on each event. */
+    uint64_t conn_events, closed_events;
+    int conn_status;
+    bool conn_sp;
+};
+
+static __thread char new_why[256];
+
+const char *iotc_client_new_why(void)
+{
+    return new_why;
+}
+
+/* ---- completions ----------------------------------------------------------- */
+
+static void waiter_put(waiter *w)
+{
+    if (w && --w->refs == 0)
+        free(w);
+}
+
+/* Service thread, mu held. */
+static void deliver(iotc_client *c, opctx *o)
+{
+    if (o->w) {
+        o->w->done = true;
+        o->w->status = o->status;
+        o->w->granted = o->granted;
+        waiter_put(o->w);
+        pthread_cond_broadcast(&c->cv);
+    }
+    if (o->fn)
+        o->fn(o->status, o->granted, o->user);
+    free(o);
+}
+
+static void op_done(void *user, int status, uint8_t granted)
+{
+    opctx *o = user;
+    iotc_client *c = o->c;
+    o->status = status;
+    o->granted = granted;
+    if (iotc_link_on_service_thread(c->link)) {
+        deliver(c, o);
+        return;
+    }
+    o->next = NULL;
+    if (c->dt)
+        c->dt->next = o;
+    else
+        c->dh = o;
+    c->dt = o;
+    iotc_link_wake(c->link);
+}
+
+static void deliver_deferred(iotc_client *c)
+{
+    while (c->dh) {
+        opctx *o = c->dh;
+        c->dh = o->next;
+        if (!c->dh)
+            c->dt = NULL;
+        deliver(c, o);
+    }
+}
+
+/* ---- engine I/O -------------------------------------------------------------- */
+
+static void io_open(void *ctx)
+{
+    iotc_client *c = ctx;
+    iotc_link_open(c->link);
+}
+
+static void io_close(void *ctx)
+{
+    iotc_client *c = ctx;
+    iotc_link_close(c->link);
+}
+
+static void io_send(void *ctx, const uint8_t *data, size_t len)
+{
+    iotc_client *c = ctx;
+    iotc_link_send(c->link, data, len);
+}
+
+static uint64_t io_random(void *ctx)
+{
+    (void)ctx;
+    uint64_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = (uint64_t)time(NULL) * 6364136223846793005u; /* jitter only; never a secret */
+    return r;
+}
+
+static void io_event(void *ctx, const iotc_event *ev)
+{
+    iotc_client *c = ctx;
+    const char *why = c->reason[0] ? c->reason : iotc_strerror(ev->err);
+    switch (ev->type) {
+    case IOTC_EV_CONNECTION_SUCCESS:
+        c->conn_events++;
+        c->conn_status = IOTC_OK;
+        c->conn_sp = ev->session_present;
+        pthread_cond_broadcast(&c->cv);
+        if (c->cb.on_connection_success)
+            c->cb.on_connection_success(c, ev->session_present, c->user);
+        break;
+    case IOTC_EV_CONNECTION_FAILURE:
+        c->conn_events++;
+        c->conn_status = ev->err;
+        pthread_cond_broadcast(&c->cv);
+        if (ev->err == IOTC_ERR_REFUSED && !c->reason[0]) {
+            snprintf(c->reason, sizeof c->reason, "the broker refused the connection (CONNACK %u)",
+                     (unsigned)ev->return_code);
+            why = c->reason;
+        }
+        if (c->cb.on_connection_failure)
+            c->cb.on_connection_failure(c, ev->err, ev->return_code, why, c->user);
+        break;
+    case IOTC_EV_INTERRUPTED:
+        if (c->cb.on_interrupted)
+            c->cb.on_interrupted(c, ev->err, why, c->user);
+        break;
+    case IOTC_EV_RESUMED:
+        if (c->cb.on_resumed)
+            c->cb.on_resumed(c, ev->return_code, ev->session_present, c->user);
+        break;
+    case IOTC_EV_CLOSED:
+        c->running = false;
+        c->closed_events++;
+        pthread_cond_broadcast(&c->cv);
+        if (c->cb.on_closed)
+            c->cb.on_closed(c, c->user);
+        break;
+    }
+    c->reason[0] = 0;
+}
+
+static void io_message(void *ctx, const iotc_message *m)
+{
+    iotc_client *c = ctx;
+    c->messages++;
+    const char *t = (const char *)m->topic.data;
+    size_t tl = m->topic.len;
+    bool taken = false;
+    for (subcb *s = c->subs; s; s = s->next) {
+        if (s->fn && iotc_topic_match(s->match, s->match_len, t, tl, IOTC_MATCH_MQTT)) {
+            s->fn(c, t, tl, m->payload.data, m->payload.len, m->qos, m->retain, m->dup, s->user);
+            taken = true;
+        }
+    }
+    if (!taken && c->cb.on_message)
+        c->cb.on_message(c, t, tl, m->payload.data, m->payload.len, m->qos, m->retain, m->dup, c->user);
+}
+
+/* ---- the service thread's side ----------------------------------------------- */
+
+/* After every engine call on the service thread: its deadlines may move. */
+static void settle(iotc_client *c)
+{
+    if (!c->eng)
+        return;
+    uint64_t next = iotc_engine_tick(c->eng, iotc_link_now_ms());
+    iotc_link_set_timer(c->link, next);
+}
+
+static void free_subs(iotc_client *c)
+{
+    while (c->subs) {
+        subcb *s = c->subs;
+        c->subs = s->next;
+        free(s);
+    }
+}
+
+static void run_commands(iotc_client *c)
+{
+    uint64_t now = iotc_link_now_ms();
+    if (c->want_stop) {
+        c->want_stop = false;
+        if (c->eng)
+            (void)iotc_engine_stop(c->eng, now);
+    }
+    if (c->want_start) {
+        c->want_start = false;
+        (void)iotc_engine_start(c->eng, now);
+    }
+}
+
+static void link_wake(void *ctx)
+{
+    iotc_client *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    run_commands(c);
+    deliver_deferred(c);
+    settle(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void link_up(void *ctx)
+{
+    iotc_client *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    if (c->eng)
+        iotc_engine_link_up(c->eng, iotc_link_now_ms());
+    settle(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void link_down(void *ctx, int err, const char *why)
+{
+    iotc_client *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    snprintf(c->reason, sizeof c->reason, "%s", why ? why : "");
+    if (c->eng)
+        iotc_engine_link_down(c->eng, err, iotc_link_now_ms());
+    c->reason[0] = 0;
+    settle(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void link_data(void *ctx, const uint8_t *p, size_t n)
+{
+    iotc_client *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    if (c->eng)
+        iotc_engine_input(c->eng, p, n, iotc_link_now_ms());
+    settle(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* A fresh signature for each attempt: a presigned URL is valid for a
+ * limited time, and credentials may have been rotated meanwhile. */
+static int sign_sigv4(iotc_client *c, iotc_ws_request *req, char *why, size_t whylen)
+{
+    const iotc_builder *b = c->cfg;
+    iotc_aws_credentials given, creds;
+    memset(&given, 0, sizeof given);
+    if (b->has_creds) {
+        snprintf(given.access_key_id, sizeof given.access_key_id, "%s", b->akid ? b->akid : "");
+        snprintf(given.secret_access_key, sizeof given.secret_access_key, "%s", b->secret ? b->secret : "");
+        snprintf(given.session_token, sizeof given.session_token, "%s", b->token ? b->token : "");
+    }
+    int rc = iotc_aws_credentials_resolve(b->has_creds ? &given : NULL, &creds, why, whylen);
+    if (rc != IOTC_OK)
+        return rc;
+    uint16_t port = iotc_link_port(c->link);
+    iotc_sigv4_params p = {
+        .endpoint = b->endpoint,
+        .port = port == 443 ? 0 : port,
+        .region = b->region,
+        .access_key_id = creds.access_key_id,
+        .secret_access_key = creds.secret_access_key,
+        .session_token = creds.session_token[0] ? creds.session_token : NULL,
+        .now = time(NULL),
+    };
+    char *url = malloc(8192);
+    if (!url)
+        return IOTC_ERR_NOMEM;
+    size_t needed = 0;
+    rc = iotc_sigv4_presign_mqtt(&p, url, 8192, &needed);
+    memset(&creds, 0, sizeof creds);
+    if (rc == IOTC_OK) {
+        /* The request wants the path: skip "wss://host[:port]". */
+        const char *path = strchr(url + 6, '/');
+        rc = path ? iotc_ws_request_set_path(req, path) : IOTC_ERR_INTERNAL;
+    }
+    if (rc != IOTC_OK)
+        snprintf(why, whylen, "SigV4 signing failed: %s", iotc_strerror(rc));
+    free(url);
+    return rc;
+}
+
+static int link_handshake(void *ctx, iotc_ws_request *req, char *why, size_t whylen)
+{
+    iotc_client *c = ctx;
+    switch (c->cfg->ws_mode) {
+    case IOTC_WS_SIGV4:
+        return sign_sigv4(c, req, why, whylen);
+    case IOTC_WS_CUSTOM: {
+        int rc = c->cfg->hs_fn(req, c->cfg->hs_user);
+        if (rc != IOTC_OK)
+            snprintf(why, whylen, "the handshake callback failed: %s", iotc_strerror(rc));
+        return rc;
+    }
+    case IOTC_WS_NONE:
+    default:
+        return IOTC_OK;
+    }
+}
+
+/* ---- creation ------------------------------------------------------------------ */
+
+static int fail_new(iotc_client *c, int rc, const char *fmt, const char *detail)
+{
+    snprintf(new_why, sizeof new_why, fmt, detail ? detail : "");
+    iotc_client_free(c);
+    return rc;
+}
+
+static int build_username(iotc_client *c)
+{
+    const iotc_builder *b = c->cfg;
+    iotc_username_params p;
+    memset(&p, 0, sizeof p);
+    p.base = b->username;
+    if (b->custom_auth) {
+        p.authorizer_name = b->ca_name;
+        p.signature = b->ca_sig;
+        p.token_key_name = b->ca_key_name;
+        p.token_value = b->ca_token;
+    }
+    p.metrics = b->metrics;
+    p.metrics_version = IOTC_VERSION;
+    char probe[1];
+    size_t needed = 0;
+    int rc = iotc_username_build(&p, probe, sizeof probe, &needed);
+    if (rc == IOTC_OK)
+        return IOTC_OK; /* nothing applies: no username */
+    if (rc != IOTC_ERR_TOO_LARGE || needed == 0)
+        return rc;
+    c->username = malloc(needed);
+    if (!c->username)
+        return IOTC_ERR_NOMEM;
+    rc = iotc_username_build(&p, c->username, needed, &needed);
+    if (rc != IOTC_OK)
+        return rc;
+    if (!c->username[0]) {
+        free(c->username);
+        c->username = NULL;
+    }
+    return IOTC_OK;
+}
+
+int iotc_client_new(const iotc_builder *b, const iotc_callbacks *cb, void *user, iotc_client **out)
+{
+    new_why[0] = 0;
+    if (!out)
+        return IOTC_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!b) {
+        snprintf(new_why, sizeof new_why, "no builder");
+        return IOTC_ERR_INVALID_ARG;
+    }
+    iotc_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return IOTC_ERR_NOMEM;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&c->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_cond_init(&c->cv, NULL);
+    if (cb)
+        c->cb = *cb;
+    c->user = user;
+    if (!(c->cfg = iotc_builder_clone(b)))
+        return fail_new(c, IOTC_ERR_NOMEM, "out of memory%s", NULL);
+    iotc_builder *k = c->cfg;
+
+    /* Transport, port and ALPN as the seed chooses them (aws-broker.md §5.1). */
+    iotc_link_kind kind = k->kind;
+    if (!k->tls)
+        kind = kind == IOTC_LINK_WSS ? IOTC_LINK_WS : IOTC_LINK_TCP;
+    bool ws = kind == IOTC_LINK_WS || kind == IOTC_LINK_WSS;
+    uint16_t port = k->port;
+    if (!port)
+        port = ws ? (kind == IOTC_LINK_WSS ? 443 : 80) : (kind == IOTC_LINK_TLS ? 8883 : 1883);
+    const char *alpn = k->alpn_set ? k->alpn : NULL;
+    bool has_identity = k->cert_file || k->cert_pem || k->p12_file;
+    if (!k->alpn_set && kind == IOTC_LINK_TLS && port == 443 && has_identity)
+        alpn = "x-amzn-mqtt-ca";
+
+    c->tls.ca_file = k->ca_file;
+    c->tls.ca_dir = k->ca_dir;
+    c->tls.ca_pem = k->ca_pem;
+    c->tls.ca_pem_len = k->ca_len;
+    c->tls.cert_file = k->cert_file;
+    c->tls.key_file = k->key_file;
+    c->tls.cert_pem = k->cert_pem;
+    c->tls.cert_pem_len = k->cert_len;
+    c->tls.key_pem = k->key_pem;
+    c->tls.key_pem_len = k->key_len;
+    c->tls.pkcs12_file = k->p12_file;
+    c->tls.pkcs12_password = k->p12_password;
+    c->tls.alpn = alpn;
+    c->tls.hostname = k->endpoint;
+
+    int rc = build_username(c);
+    if (rc != IOTC_OK)
+        return fail_new(c, rc == IOTC_ERR_NOMEM ? rc : IOTC_ERR_INVALID_ARG,
+                        "username: %s (a token without its key name, or over 65535 bytes?)",
+                        iotc_strerror(rc));
+
+    c->ecfg = k->e;
+    c->ecfg.client_id = k->client_id;
+    c->ecfg.username = c->username;
+    c->ecfg.password = k->password_set ? k->password : NULL;
+    c->ecfg.password_len = k->password_set ? k->password_len : 0;
+    if (c->ecfg.password && !c->ecfg.password_len)
+        c->ecfg.password = (const uint8_t *)""; /* an empty password is still a password */
+    c->ecfg.will_topic = k->will_topic;
+    c->ecfg.will_payload = k->will_payload;
+    c->ecfg.will_payload_len = k->will_len;
+    c->io = (iotc_engine_io){io_open, io_close, io_send, io_event, io_message, io_random};
+
+    /* Validate the engine settings together now, not at connect. */
+    const char *ewhy = NULL;
+    iotc_engine *probe = NULL;
+    rc = iotc_engine_new(&c->ecfg, &c->io, c, &probe, &ewhy);
+    if (rc != IOTC_OK)
+        return fail_new(c, rc, "%s", ewhy ? ewhy : iotc_strerror(rc));
+    c->eng = probe;
+
+    /* Unreadable credentials are reported here rather than at every retry. */
+    if (kind == IOTC_LINK_TLS) {
+        iotc_tls_why tw;
+        iotc_tls_config t = c->tls;
+        void *ctx = NULL;
+        rc = iotc_tls_ctx_new(&t, &ctx, &tw);
+        if (rc != IOTC_OK)
+            return fail_new(c, rc, "%s", tw.text);
+        iotc_tls_ctx_free(ctx);
+    }
+    iotc_link_config lc = {
+        .kind = kind,
+        .address = k->address ? k->address : k->endpoint,
+        .host = k->endpoint,
+        .port = port,
+        .connect_timeout_ms = k->tcp_connect_timeout_ms,
+        .tls = &c->tls,
+    };
+    iotc_link_cb lcb = {link_up, link_down, link_data, link_wake, link_handshake};
+    char why[256] = "";
+    rc = iotc_link_new(&lc, &lcb, c, &c->link, why, sizeof why);
+    if (rc != IOTC_OK)
+        return fail_new(c, rc == IOTC_ERR_TLS ? IOTC_ERR_CREDENTIALS : rc, "%s", why);
+    *out = c;
+    return IOTC_OK;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+static bool on_service(const iotc_client *c)
+{
+    return iotc_link_on_service_thread(c->link);
+}
+
+int iotc_client_connect(iotc_client *c)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    pthread_mutex_lock(&c->mu);
+    if (c->running) {
+        pthread_mutex_unlock(&c->mu);
+        return IOTC_ERR_BUSY;
+    }
+    int rc = IOTC_OK;
+    if (!c->eng) {
+        /* A client connects again after a disconnect with a fresh engine:
+         * the old one ended its session (subscriptions, queue). */
+        const char *ewhy = NULL;
+        rc = iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
+        free_subs(c);
+    }
+    if (rc == IOTC_OK) {
+        c->running = true;
+        c->want_start = true;
+        if (on_service(c)) {
+            run_commands(c);
+            settle(c);
+        } else {
+            iotc_link_wake(c->link);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_client_disconnect(iotc_client *c)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    pthread_mutex_lock(&c->mu);
+    if (!c->running) {
+        pthread_mutex_unlock(&c->mu);
+        return IOTC_ERR_NOT_CONNECTED;
+    }
+    c->want_start = false;
+    c->want_stop = true;
+    if (on_service(c)) {
+        run_commands(c);
+        settle(c);
+    } else {
+        iotc_link_wake(c->link);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return IOTC_OK;
+}
+
+/* Frees the stopped engine so that a later connect starts afresh; runs on
+ * whichever thread sees it first, mu held. */
+static void reap_engine(iotc_client *c)
+{
+    if (c->eng && !c->running && !c->want_start) {
+        iotc_engine_free(c->eng);
+        c->eng = NULL;
+    }
+}
+
+void iotc_client_free(iotc_client *c)
+{
+    if (!c)
+        return;
+    if (c->link) {
+        /* Stop on the service thread (DISCONNECT is sent), then the thread. */
+        pthread_mutex_lock(&c->mu);
+        bool was = c->running;
+        if (was) {
+            c->want_start = false;
+            c->want_stop = true;
+            iotc_link_wake(c->link);
+        }
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 2;
+        while (c->running && pthread_cond_timedwait(&c->cv, &c->mu, &dl) == 0) {
+        }
+        pthread_mutex_unlock(&c->mu);
+        /* Give the link its moment to flush the DISCONNECT. */
+        if (was) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        iotc_link_free(c->link);
+        c->link = NULL;
+    }
+    /* No thread left: what is still queued completes here. */
+    iotc_engine_free(c->eng); /* outstanding operations complete with CLOSED */
+    c->eng = NULL;
+    while (c->dh) {
+        opctx *o = c->dh;
+        c->dh = o->next;
+        if (o->w) {
+            o->w->done = true;
+            o->w->status = o->status;
+            waiter_put(o->w);
+        }
+        if (o->fn)
+            o->fn(o->status, o->granted, o->user);
+        free(o);
+    }
+    free_subs(c);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->username);
+    iotc_builder_free(c->cfg);
+    free(c);
+}
+
+/* ---- operations ------------------------------------------------------------------- */
+
+static opctx *new_op(iotc_client *c, iotc_done_fn fn, void *user, waiter *w)
+{
+    opctx *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->c = c;
+    o->fn = fn;
+    o->user = user;
+    o->w = w;
+    return o;
+}
+
+/* After an engine call: on the service thread settle now; elsewhere let the
+ * service thread do it (and deliver what the call completed). */
+static void after_call(iotc_client *c)
+{
+    if (on_service(c))
+        settle(c);
+    else
+        iotc_link_wake(c->link);
+}
+
+static int do_publish(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
+                      iotc_done_fn done, void *user, waiter *w)
+{
+    if (!c || !topic || (len && !payload) || qos > 1)
+        return IOTC_ERR_INVALID_ARG;
+    if (len > MAX_PAYLOAD)
+        return IOTC_ERR_TOO_LARGE;
+    if (iotc_link_out_pending(c->link) > MAX_OUT_PENDING)
+        return IOTC_ERR_BUSY;
+    pthread_mutex_lock(&c->mu);
+    reap_engine(c);
+    int rc = IOTC_ERR_CLOSED;
+    if (c->eng) {
+        opctx *o = new_op(c, done, user, w);
+        if (!o) {
+            rc = IOTC_ERR_NOMEM;
+        } else {
+            if (w)
+                w->refs++;
+            rc = iotc_engine_publish(c->eng, topic, payload, len, qos, retain, op_done, o, iotc_link_now_ms());
+            if (rc != IOTC_OK) {
+                if (w)
+                    w->refs--;
+                free(o);
+            } else {
+                after_call(c);
+            }
+        }
+    } else {
+        /* Never connected or disconnected: create the engine lazily so that
+         * requests made before connect are queued, as the seed allows. */
+        const char *ewhy = NULL;
+        rc = iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
+        if (rc == IOTC_OK) {
+            pthread_mutex_unlock(&c->mu);
+            return do_publish(c, topic, payload, len, qos, retain, done, user, w);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_publish(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
+                 iotc_done_fn done, void *user)
+{
+    return do_publish(c, topic, payload, len, qos, retain, done, user, NULL);
+}
+
+static int sub_add(iotc_client *c, const char *filter, iotc_message_fn fn, void *user)
+{
+    size_t n = strlen(filter);
+    for (subcb *s = c->subs; s; s = s->next) {
+        if (s->len == n && memcmp(s->filter, filter, n) == 0) {
+            s->fn = fn;
+            s->user = user;
+            return IOTC_OK;
+        }
+    }
+    subcb *s = calloc(1, sizeof *s + n + 1);
+    if (!s)
+        return IOTC_ERR_NOMEM;
+    memcpy(s->filter, filter, n + 1);
+    s->len = n;
+    s->fn = fn;
+    s->user = user;
+    s->match = s->filter;
+    s->match_len = n;
+    const char *name, *f;
+    size_t nl, fl;
+    if (iotc_topic_split_share(s->filter, n, &name, &nl, &f, &fl)) {
+        s->match = f;
+        s->match_len = fl;
+    }
+    s->next = c->subs;
+    c->subs = s;
+    return IOTC_OK;
+}
+
+static void sub_remove(iotc_client *c, const char *filter)
+{
+    size_t n = strlen(filter);
+    for (subcb **p = &c->subs; *p; p = &(*p)->next) {
+        if ((*p)->len == n && memcmp((*p)->filter, filter, n) == 0) {
+            subcb *s = *p;
+            *p = s->next;
+            free(s);
+            return;
+        }
+    }
+}
+
+static int ensure_engine(iotc_client *c)
+{
+    reap_engine(c);
+    if (c->eng)
+        return IOTC_OK;
+    const char *ewhy = NULL;
+    return iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
+}
+
+static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, iotc_message_fn fn, void *fn_user,
+                  iotc_done_fn done, void *user, waiter *w)
+{
+    if (!c || !filter || qos > 1)
+        return IOTC_ERR_INVALID_ARG;
+    if (iotc_topic_filter_check(filter, strlen(filter), true) != IOTC_TOPIC_OK)
+        return IOTC_ERR_INVALID_ARG;
+    pthread_mutex_lock(&c->mu);
+    int rc = ensure_engine(c);
+    opctx *o = NULL;
+    if (rc == IOTC_OK && !(o = new_op(c, done, user, w)))
+        rc = IOTC_ERR_NOMEM;
+    if (rc == IOTC_OK && !unsub)
+        rc = sub_add(c, filter, fn, fn_user);
+    if (rc == IOTC_OK) {
+        if (w)
+            w->refs++;
+        uint64_t now = iotc_link_now_ms();
+        rc = unsub ? iotc_engine_unsubscribe(c->eng, filter, op_done, o, now)
+                   : iotc_engine_subscribe(c->eng, filter, qos, op_done, o, now);
+        if (rc != IOTC_OK) {
+            if (w)
+                w->refs--;
+        } else {
+            o = NULL;
+            if (unsub)
+                sub_remove(c, filter);
+            after_call(c);
+        }
+    }
+    free(o);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_subscribe(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn on_msg, void *msg_user,
+                   iotc_done_fn done, void *user)
+{
+    return do_sub(c, false, filter, qos, on_msg, msg_user, done, user, NULL);
+}
+
+int iotc_unsubscribe(iotc_client *c, const char *filter, iotc_done_fn done, void *user)
+{
+    return do_sub(c, true, filter, 0, NULL, NULL, done, user, NULL);
+}
+
+int iotc_resubscribe_existing_topics(iotc_client *c, iotc_done_fn done, void *user)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    pthread_mutex_lock(&c->mu);
+    int n = 0, rc = IOTC_OK;
+    /* The engine remembers each filter's QoS; ask it to subscribe again by
+     * subscribing the same filter (which replaces the old subscription). */
+    for (subcb *s = c->subs; s && rc == IOTC_OK; s = s->next) {
+        rc = do_sub(c, false, s->filter, iotc_engine_sub_qos(c->eng, s->filter), s->fn, s->user, done, user,
+                    NULL);
+        if (rc == IOTC_OK)
+            n++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc == IOTC_OK ? n : rc;
+}
+
+/* ---- blocking helpers --------------------------------------------------------------- */
+
+static void deadline_in(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Waits for *w with mu held once; returns its status or IOTC_ERR_TIMEOUT. */
+static int wait_for(iotc_client *c, waiter *w, uint32_t timeout_ms, uint8_t *granted)
+{
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms);
+    int e = 0;
+    while (!w->done && e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
+    int rc = w->done ? w->status : IOTC_ERR_TIMEOUT;
+    if (w->done && granted)
+        *granted = w->granted;
+    waiter_put(w);
+    return rc;
+}
+
+static waiter *new_waiter(void)
+{
+    waiter *w = calloc(1, sizeof *w);
+    if (w)
+        w->refs = 1;
+    return w;
+}
+
+int iotc_publish_wait(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
+                      uint32_t timeout_ms)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    if (on_service(c))
+        return IOTC_ERR_BUSY;
+    waiter *w = new_waiter();
+    if (!w)
+        return IOTC_ERR_NOMEM;
+    pthread_mutex_lock(&c->mu);
+    int rc = do_publish(c, topic, payload, len, qos, retain, NULL, NULL, w);
+    rc = rc == IOTC_OK ? wait_for(c, w, timeout_ms, NULL) : (waiter_put(w), rc);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_subscribe_wait(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn on_msg, void *msg_user,
+                        uint32_t timeout_ms, uint8_t *granted)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    if (on_service(c))
+        return IOTC_ERR_BUSY;
+    waiter *w = new_waiter();
+    if (!w)
+        return IOTC_ERR_NOMEM;
+    pthread_mutex_lock(&c->mu);
+    int rc = do_sub(c, false, filter, qos, on_msg, msg_user, NULL, NULL, w);
+    rc = rc == IOTC_OK ? wait_for(c, w, timeout_ms, granted) : (waiter_put(w), rc);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_unsubscribe_wait(iotc_client *c, const char *filter, uint32_t timeout_ms)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    if (on_service(c))
+        return IOTC_ERR_BUSY;
+    waiter *w = new_waiter();
+    if (!w)
+        return IOTC_ERR_NOMEM;
+    pthread_mutex_lock(&c->mu);
+    int rc = do_sub(c, true, filter, 0, NULL, NULL, NULL, NULL, w);
+    rc = rc == IOTC_OK ? wait_for(c, w, timeout_ms, NULL) : (waiter_put(w), rc);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_client_connect_wait(iotc_client *c, uint32_t timeout_ms, bool *session_present)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    if (on_service(c))
+        return IOTC_ERR_BUSY;
+    pthread_mutex_lock(&c->mu);
+    uint64_t seen = c->conn_events;
+    int rc = iotc_client_connect(c);
+    if (rc == IOTC_OK) {
+        struct timespec dl;
+        deadline_in(&dl, timeout_ms);
+        int e = 0;
+        while (c->conn_events == seen && e != ETIMEDOUT)
+            e = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
+        if (c->conn_events == seen) {
+            rc = IOTC_ERR_TIMEOUT;
+        } else {
+            rc = c->conn_status;
+            if (session_present)
+                *session_present = c->conn_sp;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_client_disconnect_wait(iotc_client *c, uint32_t timeout_ms)
+{
+    if (!c)
+        return IOTC_ERR_INVALID_ARG;
+    if (on_service(c))
+        return IOTC_ERR_BUSY;
+    pthread_mutex_lock(&c->mu);
+    uint64_t seen = c->closed_events;
+    int rc = iotc_client_disconnect(c);
+    if (rc == IOTC_OK) {
+        struct timespec dl;
+        deadline_in(&dl, timeout_ms);
+        int e = 0;
+        while (c->closed_events == seen && e != ETIMEDOUT)
+            e = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
+        rc = c->closed_events == seen ? IOTC_ERR_TIMEOUT : IOTC_OK;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int iotc_client_get_stats(iotc_client *c, iotc_client_stats *out)
+{
+    if (!c || !out)
+        return IOTC_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->mu);
+    if (c->eng) {
+        iotc_engine_stats s;
+        iotc_engine_get_stats(c->eng, &s);
+        out->connected = s.connected;
+        out->queued = s.queued;
+        out->inflight = s.inflight;
+        out->dropped = s.dropped;
+        out->drained = s.drained;
+        out->attempts = s.attempts;
+    }
+    out->messages = c->messages;
+    pthread_mutex_unlock(&c->mu);
+    return IOTC_OK;
+}

@@ -1,0 +1,699 @@
+/*
+ * iotc: a command-line MQTT client for AWS IoT, iotsim and any MQTT 3.1.1
+ * broker, in the mould of mosquitto_pub and mosquitto_sub.
+ *
+ *   iotc pub [options]    publish --message --count times and wait for each
+ *   iotc sub [options]    print "topic payload" per message
+ *
+ * The flags are spelled as in the AWS IoT Device SDK samples (--endpoint,
+ * --cert, --key, --ca_file, --client_id, --topic, --message, --count), so a
+ * command line copied from a sample works.  `--sim DIR` takes the endpoint,
+ * ports and credentials from an iotsim state directory's endpoint.json.
+ *
+ * Exit codes (scripts branch on them, so they are fixed):
+ *   0 ok, 1 anything else, 2 usage, 3 connection refused (CONNACK code),
+ *   4 TLS failure, 5 timeout, 6 any other connection failure.
+ *
+ * The first connection is tried once: a CLI that silently retried a wrong
+ * endpoint or CA forever would hide the mistake.  Once connected, `sub`
+ * keeps the library's reconnect (a long-running subscriber survives a broker
+ * restart, as mosquitto_sub does).
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "iotc/client.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_OTHER = 1,
+    EXIT_USAGE = 2,
+    EXIT_REFUSED = 3,
+    EXIT_TLS = 4,
+    EXIT_TIMEOUT = 5,
+    EXIT_CONNECT = 6
+};
+
+/* ---- options --------------------------------------------------------------- */
+
+typedef struct {
+    const char *endpoint, *cert, *key, *ca_file, *client_id, *topic, *message, *sim;
+    const char *pkcs12, *pkcs12_password, *region, *username, *password;
+    long port, count, qos, keep_alive, clean_session, timeout;
+    bool no_tls, ws, signing, verbose, help;
+    bool port_set, count_set; /* an explicit flag beats endpoint.json and the defaults */
+} opts;
+
+typedef enum { K_STR, K_BOOL, K_LONG } kind;
+
+typedef struct {
+    const char *name;
+    kind k;
+    size_t off;
+    long min, max; /* K_LONG only */
+    const char *arg, *help;
+} flag;
+
+#define S(f) K_STR, offsetof(opts, f), 0, 0
+#define B(f) K_BOOL, offsetof(opts, f), 0, 0
+#define L(f, lo, hi) K_LONG, offsetof(opts, f), lo, hi
+
+static const flag FLAGS[] = {
+    {"--endpoint", S(endpoint), "HOST", "broker host name (AWS: xxx-ats.iot.REGION.amazonaws.com)"},
+    {"--port", L(port, 1, 65535), "N", "port (default 8883; 1883 with --no-tls; WebSocket: 443, 80 with --no-tls)"},
+    {"--cert", S(cert), "FILE", "client certificate (PEM) for mTLS"},
+    {"--key", S(key), "FILE", "client private key (PEM) for mTLS"},
+    {"--ca_file", S(ca_file), "FILE", "trust only this CA (PEM) instead of the system store"},
+    {"--pkcs12", S(pkcs12), "FILE", "client certificate and key as PKCS#12, instead of --cert/--key"},
+    {"--pkcs12_password", S(pkcs12_password), "P", "password of the --pkcs12 file"},
+    {"--client_id", S(client_id), "ID", "MQTT client id (default iotc-<random>)"},
+    {"--topic", S(topic), "TOPIC", "topic to publish to, or filter to subscribe to (default test/topic)"},
+    {"--message", S(message), "TEXT", "payload to publish (default \"Hello World!\")"},
+    {"--count", L(count, 0, LONG_MAX), "N", "pub: publish N times (default 1); sub: stop after N (default 0: forever)"},
+    {"--qos", L(qos, 0, 1), "0|1", "QoS (default 1; AWS IoT has no QoS 2)"},
+    {"--sim", S(sim), "DIR", "take endpoint, port, CA, cert and key from iotsim's DIR/endpoint.json"},
+    {"--no-tls", B(no_tls), NULL, "plain MQTT (or ws:// with --ws), e.g. a local mosquitto"},
+    {"--ws", B(ws), NULL, "MQTT over WebSocket"},
+    {"--signing", B(signing), NULL, "MQTT over WebSocket with a SigV4-signed URL (needs --region)"},
+    {"--region", S(region), "R", "AWS region for --signing"},
+    {"--username", S(username), "U", "MQTT username"},
+    {"--password", S(password), "P", "MQTT password"},
+    {"--keep_alive", L(keep_alive, 0, 65535), "SECS", "MQTT keep-alive (default 1200; 0: no pings)"},
+    {"--clean_session", L(clean_session, 0, 1), "0|1", "clean session (default 1)"},
+    {"--timeout", L(timeout, 1, 86400), "SECS", "limit on the connect, subscribe and publish waits (default 10)"},
+    {"--verbose", B(verbose), NULL, "say what happens on stderr (connected, subscribed, lost...)"},
+    {"--help", B(help), NULL, "this text"},
+};
+#define NFLAGS (sizeof FLAGS / sizeof FLAGS[0])
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("iotc: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void usage(FILE *f, const char *cmd)
+{
+    if (!cmd) {
+        fprintf(f, "usage: iotc pub|sub [options]   (iotc pub --help for the options)\n"
+                   "  pub  publish --message --count times to --topic and wait for each (QoS 1: PUBACK)\n"
+                   "  sub  subscribe to --topic and print \"topic payload\" per message\n"
+                   "exit codes: 0 ok, 1 other error, 2 usage, 3 refused by the broker, 4 TLS failure,\n"
+                   "            5 timeout, 6 cannot connect\n");
+        return;
+    }
+    fprintf(f, "usage: iotc %s [options]\n", cmd);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s", FLAGS[i].name, FLAGS[i].arg ? " " : "", FLAGS[i].arg ? FLAGS[i].arg : "");
+        fprintf(f, "  %-24s %s\n", left, FLAGS[i].help);
+    }
+    fprintf(f, "Connection kinds: --cert/--key or --pkcs12 (mTLS), --signing --region (SigV4 WebSocket),\n"
+               "--ws (WebSocket), --no-tls (plain TCP; no metrics suffix in the username), none of them\n"
+               "(TLS without a client certificate, e.g. with --username/--password).\n"
+               "--sim DIR fills in what the other flags leave out.\n");
+}
+
+/* "--name value" or "--name=value"; returns EXIT_OK or EXIT_USAGE. */
+static int parse(const char *cmd, int argc, char **argv, opts *o)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h"))
+            a = "--help";
+        else if (!strcmp(a, "-v"))
+            a = "--verbose";
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq && !strncmp(a, "--", 2) ? (size_t)(eq - a) : strlen(a);
+        const flag *f = NULL;
+        for (size_t j = 0; j < NFLAGS && !f; j++)
+            if (strlen(FLAGS[j].name) == nlen && !strncmp(FLAGS[j].name, a, nlen))
+                f = &FLAGS[j];
+        if (!f) {
+            say("unknown option %s (iotc %s --help lists them)", a, cmd);
+            return EXIT_USAGE;
+        }
+        char *field = (char *)o + f->off;
+        if (f->k == K_BOOL) {
+            if (eq && a[nlen] == '=') {
+                say("%s takes no value", f->name);
+                return EXIT_USAGE;
+            }
+            *(bool *)field = true;
+            continue;
+        }
+        const char *v;
+        if (eq && a[nlen] == '=')
+            v = eq + 1;
+        else if (i + 1 < argc)
+            v = argv[++i];
+        else {
+            say("%s needs a value (%s)", f->name, f->arg);
+            return EXIT_USAGE;
+        }
+        if (f->k == K_STR) {
+            *(const char **)field = v;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || errno || n < f->min || n > f->max) {
+            say("%s: want an integer in %ld..%ld, got \"%s\"", f->name, f->min, f->max, v);
+            return EXIT_USAGE;
+        }
+        *(long *)field = n;
+        if (f->off == offsetof(opts, port))
+            o->port_set = true;
+        if (f->off == offsetof(opts, count))
+            o->count_set = true;
+    }
+    return EXIT_OK;
+}
+
+/* ---- iotsim's endpoint.json ------------------------------------------------- */
+
+/* The parsed file stays alive until exit: opts points into it. */
+static cJSON *g_sim;
+static char g_sim_address[256];
+
+static const char *sim_str(const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(g_sim, key);
+    return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+static long sim_port(const char *name)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g_sim, "ports"), name);
+    return cJSON_IsNumber(p) && p->valuedouble >= 1 && p->valuedouble <= 65535 ? (long)p->valuedouble : 0;
+}
+
+/* Fills what the command line left out.  The made-up AWS endpoint name goes
+ * into SNI and hostname verification while the socket goes to "host", as a
+ * device talking to AWS IoT would see it. */
+static int apply_sim(opts *o)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/endpoint.json", o->sim);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        say("--sim: cannot open %s: %s (is iotsim running with --state-dir %s?)", path, strerror(errno), o->sim);
+        return EXIT_OTHER;
+    }
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    g_sim = cJSON_Parse(buf);
+    if (!cJSON_IsObject(g_sim)) {
+        say("--sim: %s is not a JSON object", path);
+        return EXIT_OTHER;
+    }
+    const char *host = sim_str("host");
+    if (!o->endpoint) {
+        o->endpoint = sim_str("endpoint") ? sim_str("endpoint") : host;
+        if (host)
+            snprintf(g_sim_address, sizeof g_sim_address, "%s", host);
+    }
+    if (!o->endpoint) {
+        say("--sim: %s names neither endpoint nor host", path);
+        return EXIT_OTHER;
+    }
+    if (!o->port_set) {
+        const char *which = o->no_tls ? "tcp" : (o->ws || o->signing) ? "wss" : "mtls";
+        o->port = sim_port(which);
+        if (!o->port) {
+            say("--sim: %s has no ports.%s%s", path, which,
+                o->no_tls ? " (start iotsim with --insecure-tcp)" : "; give --port");
+            return EXIT_OTHER;
+        }
+    }
+    if (!o->ca_file && !o->no_tls)
+        o->ca_file = sim_str("ca_file");
+    if (o->signing) {
+        if (!o->region)
+            o->region = sim_str("region");
+    } else if (!o->no_tls && !o->ws && !o->pkcs12 && !o->cert && !o->key) {
+        o->cert = sim_str("cert_file");
+        o->key = sim_str("key_file");
+    }
+    return EXIT_OK;
+}
+
+/* ---- the client's events ---------------------------------------------------- */
+
+/* Shared between the service thread (callbacks) and main. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool connected, failed, closed, verbose;
+    int fail_err;
+    uint8_t fail_code;
+    char fail_why[512];
+    long received, want; /* sub: messages so far and the --count to stop at */
+} state;
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void on_success(iotc_client *c, bool session_present, void *user)
+{
+    (void)c;
+    state *s = user;
+    pthread_mutex_lock(&s->mu);
+    s->connected = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->verbose)
+        say("connected (session present: %d)", session_present);
+}
+
+static void on_failure(iotc_client *c, int err, uint8_t code, const char *reason, void *user)
+{
+    state *s = user;
+    pthread_mutex_lock(&s->mu);
+    bool first = !s->connected && !s->failed;
+    if (first) {
+        s->failed = true;
+        s->fail_err = err;
+        s->fail_code = code;
+        snprintf(s->fail_why, sizeof s->fail_why, "%s", reason ? reason : "");
+        pthread_cond_broadcast(&s->cv);
+    }
+    bool was_connected = s->connected;
+    pthread_mutex_unlock(&s->mu);
+    if (first)
+        iotc_client_disconnect(c); /* no retry: main reports this failure */
+    else if (was_connected)
+        say("reconnect failed: %s: %s", iotc_strerror(err), reason ? reason : "");
+}
+
+static void on_interrupted(iotc_client *c, int err, const char *reason, void *user)
+{
+    (void)c;
+    (void)user;
+    say("connection lost (%s: %s); reconnecting", iotc_strerror(err), reason ? reason : "");
+}
+
+static void on_resumed(iotc_client *c, uint8_t code, bool session_present, void *user)
+{
+    (void)c;
+    (void)code;
+    state *s = user;
+    if (s->verbose)
+        say("reconnected (session present: %d)", session_present);
+}
+
+static void on_closed(iotc_client *c, void *user)
+{
+    (void)c;
+    state *s = user;
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_message(iotc_client *c, const char *topic, size_t topic_len, const uint8_t *payload, size_t len,
+                       uint8_t qos, bool retain, bool dup, void *user)
+{
+    (void)c;
+    (void)qos;
+    (void)retain;
+    (void)dup;
+    state *s = user;
+    pthread_mutex_lock(&s->mu);
+    /* Past --count the subscriber is on its way out: extra lines would break
+     * a script that reads exactly N. */
+    bool print = s->want == 0 || s->received < s->want;
+    if (print) {
+        fwrite(topic, 1, topic_len, stdout);
+        fputc(' ', stdout);
+        fwrite(payload, 1, len, stdout);
+        fputc('\n', stdout);
+        fflush(stdout); /* a pipe reader sees each message as it comes */
+        s->received++;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static bool is_up_or_failed(const state *s) { return s->connected || s->failed; }
+static bool got_enough(const state *s) { return s->want > 0 && s->received >= s->want; }
+static bool is_closed(const state *s) { return s->closed; }
+
+/* Waits for pred, at most timeout_s (0: forever), waking for signals.
+ * 0: pred holds; 1: timed out; 2: interrupted by a signal. */
+static int wait_for(state *s, bool (*pred)(const state *), long timeout_s)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += timeout_s;
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    while (!pred(s)) {
+        if (g_stop) {
+            rc = 2;
+            break;
+        }
+        /* Short slices: a signal handler cannot signal a condition variable. */
+        struct timespec now, t;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (timeout_s > 0 && (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))) {
+            rc = 1;
+            break;
+        }
+        t = now;
+        t.tv_nsec += 100 * 1000 * 1000;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &t);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static const char *connack_text(uint8_t code)
+{
+    switch (code) {
+    case 1: return "unacceptable protocol version";
+    case 2: return "identifier rejected";
+    case 3: return "server unavailable";
+    case 4: return "bad user name or password";
+    case 5: return "not authorized";
+    default: return "refused";
+    }
+}
+
+/* ---- building the connection ------------------------------------------------ */
+
+static int no_change(iotc_ws_request *req, void *user)
+{
+    (void)req;
+    (void)user;
+    return IOTC_OK;
+}
+
+/* Picks the constructor from the flags; EXIT_OK with *out set, or an exit code. */
+static int build(const opts *o, iotc_builder **out)
+{
+    iotc_builder *b = NULL;
+    int rc;
+    const char *what;
+    bool ws = o->ws || o->signing;
+    if (o->signing) {
+        what = "iotc_websockets_with_default_aws_signing";
+        iotc_aws_creds creds = {sim_str("access_key_id"), sim_str("secret_access_key"), NULL};
+        bool from_sim = g_sim && creds.access_key_id && creds.secret_access_key;
+        rc = iotc_websockets_with_default_aws_signing(&b, o->endpoint, o->region, from_sim ? &creds : NULL);
+    } else if (o->pkcs12) {
+        what = "iotc_mtls_with_pkcs12";
+        rc = iotc_mtls_with_pkcs12(&b, o->endpoint, o->pkcs12, o->pkcs12_password);
+    } else if (o->cert) {
+        what = "iotc_mtls_from_path";
+        rc = iotc_mtls_from_path(&b, o->endpoint, o->cert, o->key);
+    } else if (ws) {
+        what = "iotc_websockets_with_custom_handshake";
+        rc = iotc_websockets_with_custom_handshake(&b, o->endpoint, no_change, NULL);
+    } else {
+        what = "iotc_new_default_builder";
+        rc = iotc_new_default_builder(&b, o->endpoint);
+    }
+    if (rc != IOTC_OK) {
+        say("%s: %s%s%s", what, iotc_strerror(rc), b ? ": " : "", b ? iotc_builder_why(b) : "");
+        iotc_builder_free(b);
+        return EXIT_OTHER;
+    }
+    uint32_t timeout_ms = (uint32_t)o->timeout * 1000u;
+    long port = o->port;
+    /* Each setter in turn; the first refusal is reported with its reason. */
+#define SET(call, name)                                                                                            \
+    do {                                                                                                           \
+        if ((rc = (call)) != IOTC_OK) {                                                                            \
+            say("%s: %s: %s", name, iotc_strerror(rc), iotc_builder_why(b));                                       \
+            iotc_builder_free(b);                                                                                  \
+            return EXIT_USAGE;                                                                                     \
+        }                                                                                                          \
+    } while (0)
+    SET(iotc_builder_set_port(b, (uint16_t)port), "--port");
+    if (g_sim_address[0])
+        SET(iotc_builder_set_address(b, g_sim_address), "--sim host");
+    /* AWS IoT takes mTLS on 443 only with this ALPN, as the SDK v2 sets it. */
+    if ((o->cert || o->pkcs12) && port == 443)
+        SET(iotc_builder_set_alpn(b, "x-amzn-mqtt-ca"), "ALPN");
+    if (o->no_tls) {
+        SET(iotc_builder_set_tls(b, false), "--no-tls");
+        /* A local broker is not AWS IoT: "?SDK=..." in the username would
+         * break its password check. */
+        SET(iotc_builder_set_metrics(b, false), "--no-tls");
+    }
+    if (o->ca_file)
+        SET(iotc_builder_set_ca_file(b, o->ca_file), "--ca_file");
+    if (o->client_id)
+        SET(iotc_builder_set_client_id(b, o->client_id), "--client_id");
+    if (o->username)
+        SET(iotc_builder_set_username(b, o->username), "--username");
+    if (o->password)
+        SET(iotc_builder_set_password(b, o->password, strlen(o->password)), "--password");
+    if (o->keep_alive >= 0)
+        SET(iotc_builder_set_keep_alive_secs(b, (uint16_t)o->keep_alive), "--keep_alive");
+    if (o->clean_session >= 0)
+        SET(iotc_builder_set_clean_session(b, o->clean_session == 1), "--clean_session");
+    SET(iotc_builder_set_tcp_connect_timeout_ms(b, timeout_ms), "--timeout");
+#undef SET
+    *out = b;
+    return EXIT_OK;
+}
+
+/* Flag combinations that cannot work, refused before anything is opened. */
+static int check(const opts *o, bool pub)
+{
+    if (!o->endpoint) {
+        say("--endpoint is required (or --sim DIR)");
+        return EXIT_USAGE;
+    }
+    if ((o->cert != NULL) != (o->key != NULL)) {
+        say("%s needs %s too", o->cert ? "--cert" : "--key", o->cert ? "--key" : "--cert");
+        return EXIT_USAGE;
+    }
+    if (o->pkcs12_password && !o->pkcs12) {
+        say("--pkcs12_password needs --pkcs12");
+        return EXIT_USAGE;
+    }
+    if (o->pkcs12 && o->cert) {
+        say("--pkcs12 and --cert/--key: give one client identity");
+        return EXIT_USAGE;
+    }
+    if (o->signing && !o->region) {
+        say("--signing needs --region");
+        return EXIT_USAGE;
+    }
+    if (o->region && !o->signing) {
+        say("--region is for --signing");
+        return EXIT_USAGE;
+    }
+    if (o->no_tls && (o->cert || o->pkcs12 || o->signing || o->ca_file)) {
+        say("--no-tls cannot go with %s", o->cert ? "--cert" : o->pkcs12 ? "--pkcs12" : o->signing ? "--signing" : "--ca_file");
+        return EXIT_USAGE;
+    }
+    if ((o->ws || o->signing) && (o->cert || o->pkcs12)) {
+        say("--ws with a client certificate: AWS IoT authenticates WebSocket clients by --signing (SigV4) "
+            "or a custom authorizer, and libiotc has no mTLS-over-WebSocket builder");
+        return EXIT_USAGE;
+    }
+    if (!pub && o->count_set && o->count < 0) {
+        say("--count: want 0 or more");
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+/* ---- pub and sub --------------------------------------------------------------- */
+
+static int run(const char *cmd, opts *o)
+{
+    bool pub = !strcmp(cmd, "pub");
+    if (o->sim) {
+        int rc = apply_sim(o);
+        if (rc != EXIT_OK)
+            return rc;
+    }
+    int rc = check(o, pub);
+    if (rc != EXIT_OK)
+        return rc;
+    /* The seed's defaults, plus mosquitto's 1883 for plain MQTT: resolved
+     * here so that every message can name the port. */
+    if (!o->port)
+        o->port = o->ws || o->signing ? (o->no_tls ? 80 : 443) : o->no_tls ? 1883 : 8883;
+    if (!o->topic)
+        o->topic = "test/topic";
+    if (!o->message)
+        o->message = "Hello World!";
+    if (!o->count_set)
+        o->count = pub ? 1 : 0;
+
+    iotc_builder *b;
+    if ((rc = build(o, &b)) != EXIT_OK)
+        return rc;
+    static state s = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    s.verbose = o->verbose;
+    s.want = pub ? 0 : o->count;
+    iotc_callbacks cb = {
+        .on_connection_success = on_success,
+        .on_connection_failure = on_failure,
+        .on_interrupted = on_interrupted,
+        .on_resumed = on_resumed,
+        .on_closed = on_closed,
+        .on_message = on_message,
+    };
+    iotc_client *c = NULL;
+    int err = iotc_client_new(b, &cb, &s, &c);
+    iotc_builder_free(b);
+    if (err != IOTC_OK) {
+        say("cannot create the client: %s: %s", iotc_strerror(err), iotc_client_new_why());
+        return err == IOTC_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_OTHER;
+    }
+    uint32_t timeout_ms = (uint32_t)o->timeout * 1000u;
+    long port = o->port;
+    if (o->verbose)
+        say("connecting to %s%s%s port %ld", o->endpoint, g_sim_address[0] ? " at " : "", g_sim_address, port);
+
+    int exit_code = EXIT_OK;
+    if ((err = iotc_client_connect(c)) != IOTC_OK) {
+        say("iotc_client_connect: %s", iotc_strerror(err));
+        iotc_client_free(c);
+        return EXIT_OTHER;
+    }
+    int w = wait_for(&s, is_up_or_failed, o->timeout);
+    if (w == 0 && s.failed) {
+        const char *why = s.fail_why[0] ? s.fail_why : iotc_strerror(s.fail_err);
+        switch (s.fail_err) {
+        case IOTC_ERR_REFUSED:
+            say("connection refused by the broker: CONNACK return code %u (%s)%s%s", s.fail_code,
+                connack_text(s.fail_code), s.fail_why[0] ? ": " : "", s.fail_why);
+            exit_code = EXIT_REFUSED;
+            break;
+        case IOTC_ERR_TLS:
+            say("TLS failure with %s: %s", o->endpoint, why);
+            exit_code = EXIT_TLS;
+            break;
+        case IOTC_ERR_TIMEOUT:
+            say("timed out connecting to %s: %s", o->endpoint, why);
+            exit_code = EXIT_TIMEOUT;
+            break;
+        default:
+            say("cannot connect to %s port %ld: %s (%s)", o->endpoint, port, why, iotc_strerror(s.fail_err));
+            exit_code = EXIT_CONNECT;
+            break;
+        }
+        goto out;
+    }
+    if (w == 1) {
+        say("timed out after %ld s connecting to %s", o->timeout, o->endpoint);
+        exit_code = EXIT_TIMEOUT;
+        goto out;
+    }
+    if (w == 2) {
+        exit_code = pub ? EXIT_OTHER : EXIT_OK;
+        goto out;
+    }
+
+    if (pub) {
+        for (long i = 0; i < o->count && !g_stop; i++) {
+            err = iotc_publish_wait(c, o->topic, o->message, strlen(o->message), (uint8_t)o->qos, false, timeout_ms);
+            if (err != IOTC_OK) {
+                say("publish %ld of %ld to %s: %s", i + 1, o->count, o->topic, iotc_strerror(err));
+                exit_code = err == IOTC_ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_OTHER;
+                break;
+            }
+            if (o->verbose)
+                say("published %ld of %ld to %s (QoS %ld)", i + 1, o->count, o->topic, o->qos);
+        }
+        if (g_stop && exit_code == EXIT_OK)
+            exit_code = EXIT_OTHER;
+    } else {
+        uint8_t granted = 0;
+        err = iotc_subscribe_wait(c, o->topic, (uint8_t)o->qos, on_message, &s, timeout_ms, &granted);
+        if (err == IOTC_OK && granted == 0x80)
+            err = IOTC_ERR_REFUSED;
+        if (err != IOTC_OK) {
+            say("subscribe to %s: %s%s", o->topic, iotc_strerror(err),
+                err == IOTC_ERR_REFUSED ? " (SUBACK 0x80)" : "");
+            exit_code = err == IOTC_ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_OTHER;
+            goto out;
+        }
+        if (o->verbose)
+            say("subscribed to %s (granted QoS %u)", o->topic, granted);
+        wait_for(&s, got_enough, 0); /* until --count messages or a signal */
+    }
+
+out:
+    /* Connected: a clean DISCONNECT, so that the broker publishes no Will.
+     * Otherwise the failure callback has already stopped the client. */
+    pthread_mutex_lock(&s.mu);
+    bool up = s.connected;
+    pthread_mutex_unlock(&s.mu);
+    if (up && iotc_client_disconnect(c) == IOTC_OK && wait_for(&s, is_closed, o->timeout) != 0 &&
+        o->verbose)
+        say("disconnect did not finish in %ld s", o->timeout);
+    iotc_client_free(c);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2) {
+        usage(stderr, NULL);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout, NULL);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "pub") && strcmp(cmd, "sub")) {
+        say("unknown command \"%s\" (want pub or sub)", cmd);
+        usage(stderr, NULL);
+        return EXIT_USAGE;
+    }
+    opts o = {.qos = 1, .keep_alive = -1, .clean_session = -1, .timeout = 10};
+    int rc = parse(cmd, argc - 2, argv + 2, &o);
+    if (rc != EXIT_OK)
+        return rc;
+    if (o.help) {
+        usage(stdout, cmd);
+        return EXIT_OK;
+    }
+    /* SA_RESETHAND: a second Ctrl-C kills at once if the clean stop hangs. */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = (int)SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout or socket is an error, not a death */
+    rc = run(cmd, &o);
+    cJSON_Delete(g_sim);
+    return rc;
+}

@@ -49,7 +49,9 @@ struct iotc_link {
     struct lws_context *lws;
     SSL_CTX *wss_ctx; /* ours, lent to lws for WSS (freed after the context) */
     pthread_t thread;
-    bool thread_started;
+    bool thread_started;     /* the creator's view, for the join */
+    pthread_t svc_id;        /* set by the service thread itself... */
+    atomic_bool svc_known;   /* ...then this, so that others may read it */
     atomic_bool stop;
     bool destroying;
     pthread_mutex_t mu; /* guards cur, and every conn's ob and want_write */
@@ -626,12 +628,14 @@ uint16_t iotc_link_port(const iotc_link *l)
 
 bool iotc_link_on_service_thread(const iotc_link *l)
 {
-    return l->thread_started && pthread_equal(pthread_self(), l->thread);
+    return atomic_load(&l->svc_known) && pthread_equal(pthread_self(), l->svc_id);
 }
 
 static void *service_main(void *arg)
 {
     iotc_link *l = arg;
+    l->svc_id = pthread_self();
+    atomic_store(&l->svc_known, true);
     while (!atomic_load(&l->stop))
         lws_service(l->lws, 0);
     return NULL;
@@ -722,13 +726,16 @@ int iotc_link_new(const iotc_link_config *cfg, const iotc_link_cb *cb, void *ctx
         iotc_link_free(l);
         return IOTC_ERR_INTERNAL;
     }
+    /* The owner's pointer is set before the thread runs: its callbacks
+     * reach the owner, which reaches the link through it. */
+    *out = l;
     if (pthread_create(&l->thread, NULL, service_main, l) != 0) {
+        *out = NULL;
         snprintf(why, whylen, "cannot start the service thread");
         iotc_link_free(l);
         return IOTC_ERR_INTERNAL;
     }
     l->thread_started = true;
-    *out = l;
     return IOTC_OK;
 }
 

@@ -237,8 +237,11 @@ int iotc_client_connect(iotc_client *c);
 /* Sends DISCONNECT if connected and closes; pending operations complete
  * with IOTC_ERR_CLOSED; on_closed follows.  The client may connect again. */
 int iotc_client_disconnect(iotc_client *c);
-/* Disconnects if needed, stops the service thread and frees.  Must not be
- * called from a callback.  NULL is fine. */
+/* Disconnects if needed (waiting up to 2 s for the DISCONNECT to go out),
+ * stops the service thread and frees.  Operations still outstanding complete
+ * with IOTC_ERR_CLOSED on the calling thread, the only exception to "callbacks
+ * run on the service thread": there is none any more.  Must not be called
+ * from a callback.  NULL is fine. */
 void iotc_client_free(iotc_client *c);
 
 /* Completion: status first (IOTC_OK or an error, see core semantics below);
@@ -249,14 +252,16 @@ typedef void (*iotc_message_fn)(iotc_client *c, const char *topic, size_t topic_
                                 size_t len, uint8_t qos, bool retain, bool dup, void *user);
 
 /* Publishes.  QoS 0 completes when written to the link, QoS 1 at PUBACK.
- * Offline, the request joins the offline queue.  Completion errors:
- * IOTC_ERR_QUEUE_DROPPED, IOTC_ERR_TIMEOUT, IOTC_ERR_CLOSED,
- * IOTC_ERR_QUEUE_OFF.  Refused at the call: IOTC_ERR_INVALID_ARG (NULL,
- * QoS > 1, a wildcard or invalid topic, payload over 128 KB: AWS IoT's
+ * Offline (before the first connect, while reconnecting, after a
+ * disconnect) the request joins the offline queue and goes out at the next
+ * connection.  Completion errors: IOTC_ERR_QUEUE_DROPPED, IOTC_ERR_TIMEOUT,
+ * IOTC_ERR_CLOSED (disconnect or free came first), IOTC_ERR_QUEUE_OFF.
+ * Refused at the call: IOTC_ERR_INVALID_ARG (NULL, QoS > 1, a wildcard or
+ * invalid topic), IOTC_ERR_TOO_LARGE (payload over 128 KiB, AWS IoT's
  * limit), IOTC_ERR_QUEUE_OFF (offline with the queue off), IOTC_ERR_BUSY
  * (over 1 MiB waits to be written: the link is slower than the caller),
- * IOTC_ERR_CLOSED (not connected nor connecting), IOTC_ERR_NOMEM.
- * `done` may be NULL. */
+ * IOTC_ERR_NOMEM.  `done` may be NULL.  A disconnect ends the session:
+ * requests made after it wait for the next connect with a fresh queue. */
 int iotc_publish(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
                  iotc_done_fn done, void *user);
 /* Subscribes; messages matching `filter` go to `on_msg` (NULL: to the

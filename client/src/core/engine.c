@@ -1001,13 +1001,3 @@ void iotc_engine_get_stats(const iotc_engine *e, iotc_engine_stats *out)
     out->drained = e->drained;
     out->attempts = iotc_backoff_attempts(&e->backoff);
 }
-
-uint8_t iotc_engine_sub_qos(const iotc_engine *e, const char *filter)
-{
-    if (!e || !filter)
-        return 0;
-    for (const sub *s = e->subs; s; s = s->next)
-        if (s->len == strlen(filter) && memcmp(s->filter, filter, s->len) == 0)
-            return s->qos;
-    return 0;
-}

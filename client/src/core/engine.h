@@ -149,9 +149,6 @@ int iotc_engine_subscribe(iotc_engine *e, const char *filter, uint8_t qos, iotc_
                           uint64_t now_ms);
 int iotc_engine_unsubscribe(iotc_engine *e, const char *filter, iotc_op_done done, void *user, uint64_t now_ms);
 
-/* The QoS a remembered subscription asked for (0 when none). */
-uint8_t iotc_engine_sub_qos(const iotc_engine *e, const char *filter);
-
 typedef struct {
     bool connected;        /* CONNACK accepted and the link up */
     size_t queued;         /* in the offline queue */

@@ -60,6 +60,7 @@ typedef struct subcb {
     struct subcb *next;
     iotc_message_fn fn;
     void *user;
+    uint8_t qos;
     size_t len;
     const char *match; /* the filter part of a $share filter */
     size_t match_len;
@@ -72,7 +73,12 @@ struct iotc_client {
     char *username;   /* the final CONNECT username (metrics, custom auth) */
     iotc_engine_config ecfg;
     iotc_engine_io io;
-    iotc_engine *eng; /* NULL until the first connect */
+    iotc_engine *eng; /* NULL until first needed */
+    bool eng_closed;  /* eng reported CLOSED: the next connect needs a new one */
+    /* Stopped engines wait here until no engine call is on the stack
+     * (a callback may run inside the stopped engine's own stop). */
+    iotc_engine *grave[4];
+    size_t ngrave;
     iotc_link *link;
     iotc_callbacks cb;
     void *user;
@@ -98,6 +104,13 @@ const char *iotc_client_new_why(void)
 }
 
 /* ---- completions ----------------------------------------------------------- */
+
+/* Whether the caller is the service thread.  During iotc_client_free there
+ * is no service thread any more, and the freeing thread stands in for it. */
+static bool on_service(const iotc_client *c)
+{
+    return !c->link || iotc_link_on_service_thread(c->link);
+}
 
 static void waiter_put(waiter *w)
 {
@@ -126,7 +139,7 @@ static void op_done(void *user, int status, uint8_t granted)
     iotc_client *c = o->c;
     o->status = status;
     o->granted = granted;
-    if (iotc_link_on_service_thread(c->link)) {
+    if (on_service(c)) {
         deliver(c, o);
         return;
     }
@@ -214,6 +227,7 @@ static void io_event(void *ctx, const iotc_event *ev)
         break;
     case IOTC_EV_CLOSED:
         c->running = false;
+        c->eng_closed = true;
         c->closed_events++;
         pthread_cond_broadcast(&c->cv);
         if (c->cb.on_closed)
@@ -274,6 +288,12 @@ static void run_commands(iotc_client *c)
     }
 }
 
+static void bury_all(iotc_client *c)
+{
+    while (c->ngrave)
+        iotc_engine_free(c->grave[--c->ngrave]);
+}
+
 static void link_wake(void *ctx)
 {
     iotc_client *c = ctx;
@@ -281,6 +301,7 @@ static void link_wake(void *ctx)
     run_commands(c);
     deliver_deferred(c);
     settle(c);
+    bury_all(c); /* the top of the service thread: no engine call below */
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -528,10 +549,26 @@ int iotc_client_new(const iotc_builder *b, const iotc_callbacks *cb, void *user,
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
-static bool on_service(const iotc_client *c)
+/* Retires a stopped engine so that the next request or connect starts
+ * afresh (its session ended with the disconnect).  mu held. */
+static void reap_engine(iotc_client *c)
 {
-    return iotc_link_on_service_thread(c->link);
+    if (!c->eng || !c->eng_closed || c->running)
+        return;
+    if (c->ngrave == sizeof c->grave / sizeof c->grave[0]) {
+        if (on_service(c))
+            return; /* full and maybe on the stack: keep using it; it answers CLOSED */
+        bury_all(c);
+    }
+    c->grave[c->ngrave++] = c->eng;
+    c->eng = NULL;
+    c->eng_closed = false;
+    if (!on_service(c))
+        iotc_link_wake(c->link); /* the service thread frees it */
 }
+
+
+
 
 int iotc_client_connect(iotc_client *c)
 {
@@ -543,12 +580,12 @@ int iotc_client_connect(iotc_client *c)
         return IOTC_ERR_BUSY;
     }
     int rc = IOTC_OK;
+    reap_engine(c);
     if (!c->eng) {
         /* A client connects again after a disconnect with a fresh engine:
          * the old one ended its session (subscriptions, queue). */
         const char *ewhy = NULL;
         rc = iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
-        free_subs(c);
     }
     if (rc == IOTC_OK) {
         c->running = true;
@@ -585,16 +622,6 @@ int iotc_client_disconnect(iotc_client *c)
     return IOTC_OK;
 }
 
-/* Frees the stopped engine so that a later connect starts afresh; runs on
- * whichever thread sees it first, mu held. */
-static void reap_engine(iotc_client *c)
-{
-    if (c->eng && !c->running && !c->want_start) {
-        iotc_engine_free(c->eng);
-        c->eng = NULL;
-    }
-}
-
 void iotc_client_free(iotc_client *c)
 {
     if (!c)
@@ -622,9 +649,10 @@ void iotc_client_free(iotc_client *c)
         iotc_link_free(c->link);
         c->link = NULL;
     }
-    /* No thread left: what is still queued completes here. */
+    /* No thread left: what is still queued completes here, on this thread. */
     iotc_engine_free(c->eng); /* outstanding operations complete with CLOSED */
     c->eng = NULL;
+    bury_all(c);
     while (c->dh) {
         opctx *o = c->dh;
         c->dh = o->next;
@@ -669,6 +697,15 @@ static void after_call(iotc_client *c)
         iotc_link_wake(c->link);
 }
 
+static int ensure_engine(iotc_client *c)
+{
+    reap_engine(c);
+    if (c->eng)
+        return IOTC_OK;
+    const char *ewhy = NULL;
+    return iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
+}
+
 static int do_publish(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
                       iotc_done_fn done, void *user, waiter *w)
 {
@@ -679,9 +716,10 @@ static int do_publish(iotc_client *c, const char *topic, const void *payload, si
     if (iotc_link_out_pending(c->link) > MAX_OUT_PENDING)
         return IOTC_ERR_BUSY;
     pthread_mutex_lock(&c->mu);
-    reap_engine(c);
-    int rc = IOTC_ERR_CLOSED;
-    if (c->eng) {
+    /* Before connect, or after a disconnect, a fresh engine queues the
+     * request until the next connect, as the seed allows. */
+    int rc = ensure_engine(c);
+    if (rc == IOTC_OK) {
         opctx *o = new_op(c, done, user, w);
         if (!o) {
             rc = IOTC_ERR_NOMEM;
@@ -697,15 +735,6 @@ static int do_publish(iotc_client *c, const char *topic, const void *payload, si
                 after_call(c);
             }
         }
-    } else {
-        /* Never connected or disconnected: create the engine lazily so that
-         * requests made before connect are queued, as the seed allows. */
-        const char *ewhy = NULL;
-        rc = iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
-        if (rc == IOTC_OK) {
-            pthread_mutex_unlock(&c->mu);
-            return do_publish(c, topic, payload, len, qos, retain, done, user, w);
-        }
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -717,13 +746,14 @@ int iotc_publish(iotc_client *c, const char *topic, const void *payload, size_t 
     return do_publish(c, topic, payload, len, qos, retain, done, user, NULL);
 }
 
-static int sub_add(iotc_client *c, const char *filter, iotc_message_fn fn, void *user)
+static int sub_add(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn fn, void *user)
 {
     size_t n = strlen(filter);
     for (subcb *s = c->subs; s; s = s->next) {
         if (s->len == n && memcmp(s->filter, filter, n) == 0) {
             s->fn = fn;
             s->user = user;
+            s->qos = qos;
             return IOTC_OK;
         }
     }
@@ -734,6 +764,7 @@ static int sub_add(iotc_client *c, const char *filter, iotc_message_fn fn, void 
     s->len = n;
     s->fn = fn;
     s->user = user;
+    s->qos = qos;
     s->match = s->filter;
     s->match_len = n;
     const char *name, *f;
@@ -760,15 +791,6 @@ static void sub_remove(iotc_client *c, const char *filter)
     }
 }
 
-static int ensure_engine(iotc_client *c)
-{
-    reap_engine(c);
-    if (c->eng)
-        return IOTC_OK;
-    const char *ewhy = NULL;
-    return iotc_engine_new(&c->ecfg, &c->io, c, &c->eng, &ewhy);
-}
-
 static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, iotc_message_fn fn, void *fn_user,
                   iotc_done_fn done, void *user, waiter *w)
 {
@@ -782,7 +804,7 @@ static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, i
     if (rc == IOTC_OK && !(o = new_op(c, done, user, w)))
         rc = IOTC_ERR_NOMEM;
     if (rc == IOTC_OK && !unsub)
-        rc = sub_add(c, filter, fn, fn_user);
+        rc = sub_add(c, filter, qos, fn, fn_user);
     if (rc == IOTC_OK) {
         if (w)
             w->refs++;
@@ -821,11 +843,10 @@ int iotc_resubscribe_existing_topics(iotc_client *c, iotc_done_fn done, void *us
         return IOTC_ERR_INVALID_ARG;
     pthread_mutex_lock(&c->mu);
     int n = 0, rc = IOTC_OK;
-    /* The engine remembers each filter's QoS; ask it to subscribe again by
-     * subscribing the same filter (which replaces the old subscription). */
+    /* Subscribing a filter again replaces the broker's subscription; do_sub
+     * updates an existing entry in place, so the walk is safe. */
     for (subcb *s = c->subs; s && rc == IOTC_OK; s = s->next) {
-        rc = do_sub(c, false, s->filter, iotc_engine_sub_qos(c->eng, s->filter), s->fn, s->user, done, user,
-                    NULL);
+        rc = do_sub(c, false, s->filter, s->qos, s->fn, s->user, done, user, NULL);
         if (rc == IOTC_OK)
             n++;
     }

@@ -149,6 +149,8 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 
 # The broker benchmark's load generator is built on libmosquitto.
 BENCH_LIBS_bench_broker := -lmosquitto $(SSL_LIBS) -lpthread
+# The client benchmark compares libiotc with libmosquitto and paho.mqtt.c's MQTTAsync.
+BENCH_LIBS_bench_client := -lmosquitto -lpaho-mqtt3a -lpthread
 
 # ---- check -------------------------------------------------------------------
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
@@ -174,8 +176,9 @@ check-fuzz-replay: $(REPLAYS)
 	@set -e; for n in $(FUZZ_NAMES); do echo "== replay corpus $$n"; $(B)/fuzz/replay_$$n fuzz/corpus/$$n; done
 
 # iotsim over real sockets with clients nobody here wrote (mosquitto, paho, awscrt).
-check-integration: $(IOTSIM)
+check-integration: $(IOTSIM) $(ITEST)
 	@echo "== iotsim integration"; bash broker-sim/tests/integration/run.sh $(B)
+	@echo "== client integration"; bash client/tests/integration/run.sh $(B)
 
 check-tools: $(TOOLS)
 	@set -e; for t in client/tools/tests/*.sh ci/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done

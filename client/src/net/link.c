@@ -241,6 +241,8 @@ static size_t next_chunk(iotc_link *l, conn *k, bool *more, int *err)
         size_t len;
         iotc_tls_pending_out(k->tls, &p, &len);
         size_t n = len < STAGE_MAX ? len : STAGE_MAX;
+        if (n == 0)
+            return 0; /* p may be NULL: nothing pending */
         memcpy(dst, p, n);
         iotc_tls_consume_out(k->tls, n);
         iotc_tls_pending_out(k->tls, &p, &len);

@@ -352,10 +352,11 @@ static int sign_sigv4(iotc_client *c, iotc_ws_request *req, char *why, size_t wh
     int rc = iotc_aws_credentials_resolve(b->has_creds ? &given : NULL, &creds, why, whylen);
     if (rc != IOTC_OK)
         return rc;
-    uint16_t port = iotc_link_port(c->link);
+    /* The signed host must be the Host header the server receives, and lws
+     * sends the bare host name (i.host) whatever the port: sign that. */
     iotc_sigv4_params p = {
         .endpoint = b->endpoint,
-        .port = port == 443 ? 0 : port,
+        .port = 0,
         .region = b->region,
         .access_key_id = creds.access_key_id,
         .secret_access_key = creds.secret_access_key,

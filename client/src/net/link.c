@@ -623,11 +623,6 @@ void iotc_link_set_timer(iotc_link *l, uint64_t deadline_ms)
     lws_sul_schedule(l->lws, 0, &l->timer, timer_cb, ms ? (lws_usec_t)ms * 1000 : 1);
 }
 
-uint16_t iotc_link_port(const iotc_link *l)
-{
-    return l->cfg.port;
-}
-
 bool iotc_link_on_service_thread(const iotc_link *l)
 {
     return atomic_load(&l->svc_known) && pthread_equal(pthread_self(), l->svc_id);

@@ -91,8 +91,7 @@ void iotc_link_wake(iotc_link *l);
  * clock); UINT64_MAX cancels. */
 void iotc_link_set_timer(iotc_link *l, uint64_t deadline_ms);
 bool iotc_link_on_service_thread(const iotc_link *l);
-/* The port it connects to. */
-uint16_t iotc_link_port(const iotc_link *l);
+
 
 /* The monotonic clock the client gives the engine. */
 uint64_t iotc_link_now_ms(void);

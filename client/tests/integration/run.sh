@@ -21,5 +21,13 @@ done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ITEST=$(cd "$build" && pwd)/tests/integration/iotc_itest
 IOTSIM=$(cd "$build" && pwd)/bin/iotsim
-export ITEST IOTSIM
-exec /usr/bin/python3 "$here/test_client.py" "$@"
+IOTC=$(cd "$build" && pwd)/bin/iotc
+export ITEST IOTSIM IOTC
+rc=0
+/usr/bin/python3 "$here/test_client.py" "$@" || rc=1
+# The WebSocket upgrade (SigV4) against a broker written in the test; only
+# when no particular test was asked for.
+if [ $# -eq 0 ]; then
+    /usr/bin/python3 "$here/test_ws_handshake.py" || rc=1
+fi
+exit $rc

@@ -118,7 +118,7 @@ $(IOTSIM): $(B)/obj/broker-sim/src/main.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 
 $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS) $(CJSON_LIBS)
 
 # The CLI reads iotsim's endpoint.json with cJSON; the library itself does not.
 $(B)/bin/iotc: $(B)/obj/client/tools/iotc.o $(LIB_A)

@@ -18,6 +18,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -336,9 +340,20 @@ static int conn_rx(conn *k, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* MQTT packets are small and each waits for an answer (PUBACK, PINGRESP):
+ * Nagle's algorithm against the peer's delayed ACK would hold them ~40 ms. */
+static void no_delay(struct lws *wsi)
+{
+    int fd = (int)lws_get_socket_fd(wsi);
+    int one = 1;
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static int tcp_connected(conn *k)
 {
     iotc_link *l = k->link;
+    no_delay(k->wsi);
     if (l->cfg.kind != IOTC_LINK_TLS) {
         conn_up(k);
         return 0;
@@ -405,6 +420,7 @@ static int link_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
             k->http_status = (int)lws_http_client_http_response(wsi);
         return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        no_delay(wsi);
         if (k)
             conn_up(k);
         return 0;

@@ -180,7 +180,7 @@ check-integration: $(IOTSIM) $(ITEST)
 	@echo "== iotsim integration"; bash broker-sim/tests/integration/run.sh $(B)
 	@echo "== client integration"; bash client/tests/integration/run.sh $(B)
 
-check-tools: $(TOOLS)
+check-tools: $(TOOLS) $(IOTSIM)
 	@set -e; for t in client/tools/tests/*.sh ci/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done
 
 # ---- run ---------------------------------------------------------------------

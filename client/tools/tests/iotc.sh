@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# iotc (the CLI): usage errors and their exit code, pub/sub against a
+# mosquitto broker on plain TCP and against iotsim over mTLS, and the exit
+# codes of each connection failure: refused (3), TLS (4), timeout (5),
+# cannot connect (6).  Every broker runs on a port the OS picked.
+set -uo pipefail
+B=${B:-build}
+iotc="$B/bin/iotc"
+iotsim="$B/bin/iotsim"
+tmp=$(mktemp -d /tmp/iotc-test.XXXXXX)
+pids=()
+passed=0
+failed=0
+
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+pass() { passed=$((passed + 1)); echo "ok   $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*" >&2; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Polls for up to $2 tenths of a second for the command in $3...
+wait_until() {
+    local what=$1 n=$2
+    shift 2
+    for ((i = 0; i < n; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for $what" >&2
+    return 1
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A subscriber ($2) said it is subscribed in its stderr ($1), or is gone.
+sub_ready() { grep -qs 'subscribed to' "$1" || ! kill -0 "$2" 2>/dev/null; }
+subscribed() { wait_until "the subscription" 100 sub_ready "$1" "$2" && grep -qs 'subscribed to' "$1"; }
+
+# expect NAME WANT_RC PATTERN -- command...: the exit code is WANT_RC and the
+# output (stdout and stderr) matches the extended regex PATTERN.
+expect() {
+    local name=$1 want=$2 pat=$3
+    shift 4
+    local out rc
+    out=$(timeout 60 "$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        fail "$name: exit $rc, want $want: $out"
+    elif ! grep -qE -- "$pat" <<<"$out"; then
+        fail "$name: output does not match /$pat/: $out"
+    else
+        pass "$name"
+    fi
+}
+
+[ -x "$iotc" ] || { echo "iotc.sh: $iotc not built" >&2; exit 1; }
+
+# ---- usage: exit 2, and the message names the flag -------------------------------
+expect "no command" 2 'usage: iotc' -- "$iotc"
+expect "unknown command" 2 'frob' -- "$iotc" frob
+expect "unknown flag" 2 '^iotc: .*--bogus' -- "$iotc" pub --bogus
+expect "missing value" 2 '^iotc: --port' -- "$iotc" pub --endpoint h --port
+expect "bad number" 2 '^iotc: --count' -- "$iotc" sub --endpoint h --count many
+expect "QoS 2 refused" 2 '^iotc: --qos' -- "$iotc" pub --endpoint h --qos 2
+expect "port out of range" 2 '^iotc: --port' -- "$iotc" pub --endpoint h --port 70000
+expect "cert without key" 2 '^iotc: --cert needs --key' -- "$iotc" pub --endpoint h --cert c.pem
+expect "signing without region" 2 '^iotc: --signing needs --region' -- "$iotc" sub --endpoint h --signing
+expect "no endpoint" 2 '^iotc: --endpoint' -- "$iotc" pub
+expect "--help" 0 'usage: iotc pub.sub' -- "$iotc" --help
+expect "pub --help" 0 '--ca_file' -- "$iotc" pub --help
+
+# ---- nothing listening: exit 6 ----------------------------------------------------
+dead=$(free_port)
+expect "connection refused by the OS" 6 '^iotc: cannot connect' -- \
+    "$iotc" pub --no-tls --endpoint 127.0.0.1 --port "$dead" --timeout 5
+
+# ---- a peer that accepts TCP and never answers CONNECT: exit 5 ----------------------
+silent=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(120)' "$silent" &
+pids+=($!)
+if wait_until "the silent listener" 50 port_open "$silent"; then
+    expect "no CONNACK: timeout" 5 '^iotc: time' -- \
+        "$iotc" pub --no-tls --endpoint 127.0.0.1 --port "$silent" --timeout 1
+else
+    fail "no CONNACK: the silent listener did not start"
+fi
+
+# ---- mosquitto, plain TCP ---------------------------------------------------------
+if command -v mosquitto >/dev/null; then
+    mport=$(free_port)
+    rport=$(free_port)
+    cat >"$tmp/mosquitto.conf" <<EOF
+per_listener_settings true
+persistence false
+listener $mport 127.0.0.1
+allow_anonymous true
+listener $rport 127.0.0.1
+allow_anonymous false
+EOF
+    mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
+    pids+=($!)
+    if wait_until "mosquitto" 100 port_open "$mport" && wait_until "mosquitto" 50 port_open "$rport"; then
+        common=(--no-tls --endpoint 127.0.0.1 --port "$mport" --topic iotc/test/plain --timeout 10)
+        timeout 60 "$iotc" sub "${common[@]}" --count 3 --verbose >"$tmp/sub.out" 2>"$tmp/sub.err" &
+        sub=$!
+        pids+=($sub)
+        if subscribed "$tmp/sub.err" "$sub"; then
+            expect "mosquitto: pub --count 3 --qos 1" 0 '' -- \
+                "$iotc" pub "${common[@]}" --count 3 --qos 1 --message "hello plain"
+            wait "$sub"
+            rc=$?
+            want=$'iotc/test/plain hello plain\niotc/test/plain hello plain\niotc/test/plain hello plain'
+            if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/sub.out")" = "$want" ]; then
+                pass "mosquitto: sub --count 3 printed three messages and exited 0"
+            else
+                fail "mosquitto: sub exit $rc, stdout: $(cat "$tmp/sub.out"), stderr: $(cat "$tmp/sub.err")"
+            fi
+        else
+            fail "mosquitto: sub never subscribed: $(cat "$tmp/sub.err")"
+        fi
+
+        # sub with no --count runs until SIGTERM, then disconnects and exits 0.
+        "$iotc" sub "${common[@]}" --verbose >/dev/null 2>"$tmp/term.err" &
+        sub=$!
+        pids+=($sub)
+        if subscribed "$tmp/term.err" "$sub"; then
+            kill -TERM "$sub"
+            if wait_until "sub to stop" 100 bash -c "! kill -0 $sub 2>/dev/null"; then
+                wait "$sub"
+                rc=$?
+                [ "$rc" -eq 0 ] && pass "mosquitto: SIGTERM stops sub with exit 0" ||
+                    fail "mosquitto: sub after SIGTERM: exit $rc: $(cat "$tmp/term.err")"
+            else
+                fail "mosquitto: sub still running 10 s after SIGTERM"
+            fi
+        else
+            fail "mosquitto: sub (no count) never subscribed: $(cat "$tmp/term.err")"
+        fi
+
+        # CONNACK "not authorized" from the listener without anonymous access: exit 3.
+        expect "mosquitto: refused CONNECT" 3 '^iotc: connection refused.*CONNACK return code 5' -- \
+            "$iotc" pub --no-tls --endpoint 127.0.0.1 --port "$rport" --timeout 10
+    else
+        fail "mosquitto did not start: $(cat "$tmp/mosquitto.log")"
+    fi
+else
+    fail "mosquitto is not installed (ci/install-deps.sh installs it)"
+fi
+
+# ---- mosquitto: TLS with a certificate for another name, and plain WebSocket --------
+if command -v mosquitto >/dev/null; then
+    t="$tmp/tls"
+    mkdir -p "$t"
+    chmod 755 "$tmp" "$t" # mosquitto started as root reads its files as user mosquitto
+    if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=test-ca \
+        -keyout "$t/ca.key" -out "$t/ca.crt" >/dev/null 2>&1 &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=other.example \
+            -keyout "$t/srv.key" -out "$t/srv.csr" >/dev/null 2>&1 &&
+        printf 'subjectAltName=DNS:other.example\n' >"$t/ext" &&
+        openssl x509 -req -in "$t/srv.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial -days 1 \
+            -extfile "$t/ext" -out "$t/srv.crt" >/dev/null 2>&1; then
+        chmod 644 "$t"/*
+        tport=$(free_port)
+        wport=$(free_port)
+        cat >"$t/mosquitto.conf" <<EOF
+per_listener_settings true
+persistence false
+listener $tport 127.0.0.1
+allow_anonymous true
+cafile $t/ca.crt
+certfile $t/srv.crt
+keyfile $t/srv.key
+listener $wport 127.0.0.1
+protocol websockets
+allow_anonymous true
+EOF
+        mosquitto -c "$t/mosquitto.conf" >"$t/mosquitto.log" 2>&1 &
+        pids+=($!)
+        if wait_until "mosquitto (TLS)" 100 port_open "$tport" && wait_until "mosquitto (ws)" 50 port_open "$wport"; then
+            expect "mosquitto: certificate for another name: exit 4, hostname mismatch" 4 \
+                '^iotc: TLS failure with localhost: .*hostname mismatch' -- \
+                "$iotc" pub --endpoint localhost --port "$tport" --ca_file "$t/ca.crt" --timeout 10
+            ws=(--ws --no-tls --endpoint 127.0.0.1 --port "$wport" --topic iotc/test/ws --timeout 10)
+            timeout 60 "$iotc" sub "${ws[@]}" --count 1 --verbose >"$tmp/ws.out" 2>"$tmp/ws.err" &
+            sub=$!
+            pids+=($sub)
+            if subscribed "$tmp/ws.err" "$sub"; then
+                expect "mosquitto: pub --ws" 0 '' -- "$iotc" pub "${ws[@]}" --message "hello ws"
+                wait "$sub"
+                rc=$?
+                [ "$rc" -eq 0 ] && [ "$(cat "$tmp/ws.out")" = "iotc/test/ws hello ws" ] &&
+                    pass "mosquitto: sub --ws received the message" ||
+                    fail "mosquitto: sub --ws exit $rc, stdout: $(cat "$tmp/ws.out"), stderr: $(cat "$tmp/ws.err")"
+            else
+                fail "mosquitto: sub --ws never subscribed: $(cat "$tmp/ws.err")"
+            fi
+        else
+            fail "mosquitto (TLS, ws) did not start: $(cat "$t/mosquitto.log")"
+        fi
+    else
+        fail "openssl could not make the TLS test certificates"
+    fi
+fi
+
+# ---- iotsim, mTLS -----------------------------------------------------------------
+if [ -x "$iotsim" ]; then
+    sim="$tmp/sim"
+    "$iotsim" --ports auto --state-dir "$sim" >"$tmp/iotsim.log" 2>&1 &
+    pids+=($!)
+    if wait_until "iotsim's endpoint.json" 300 test -f "$sim/endpoint.json"; then
+        timeout 60 "$iotc" sub --sim "$sim" --topic iotc/test/mtls --count 1 --verbose \
+            >"$tmp/simsub.out" 2>"$tmp/simsub.err" &
+        sub=$!
+        pids+=($sub)
+        if subscribed "$tmp/simsub.err" "$sub"; then
+            expect "iotsim: pub --sim over mTLS" 0 '' -- \
+                "$iotc" pub --sim "$sim" --topic iotc/test/mtls --message "hello mTLS"
+            wait "$sub"
+            rc=$?
+            if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/simsub.out")" = "iotc/test/mtls hello mTLS" ]; then
+                pass "iotsim: sub --sim received the message over mTLS"
+            else
+                fail "iotsim: sub exit $rc, stdout: $(cat "$tmp/simsub.out"), stderr: $(cat "$tmp/simsub.err")"
+            fi
+        else
+            fail "iotsim: sub never subscribed: $(cat "$tmp/simsub.err")"
+        fi
+
+        # A CA that did not sign iotsim's server certificate: exit 4 and the reason.
+        if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=other-ca \
+            -keyout "$tmp/other.key" -out "$tmp/other.crt" >/dev/null 2>&1; then
+            expect "iotsim: wrong CA gives a TLS failure with its reason" 4 '^iotc: TLS failure .*: .*(certificate|verif)' -- \
+                "$iotc" pub --sim "$sim" --ca_file "$tmp/other.crt" --timeout 10
+        else
+            fail "openssl req could not make a CA"
+        fi
+    else
+        fail "iotsim did not write endpoint.json: $(cat "$tmp/iotsim.log")"
+    fi
+else
+    fail "$iotsim not built (make $iotsim)"
+fi
+
+echo "iotc test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

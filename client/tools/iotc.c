@@ -47,7 +47,9 @@ enum {
 
 typedef struct {
     const char *endpoint, *cert, *key, *ca_file, *client_id, *topic, *message, *sim;
-    const char *pkcs12, *pkcs12_password, *region, *username, *password;
+    const char *pkcs12, *pkcs12_password, *region, *username, *password, *header;
+    /* The seed's custom_authorizer_connect sample names these. */
+    const char *ca_user, *ca_name, *ca_sig, *ca_pass, *ca_key, *ca_token;
     long port, count, qos, keep_alive, clean_session, timeout;
     bool no_tls, ws, signing, verbose, help;
     bool port_set, count_set; /* an explicit flag beats endpoint.json and the defaults */
@@ -85,6 +87,13 @@ static const flag FLAGS[] = {
     {"--ws", B(ws), NULL, "MQTT over WebSocket"},
     {"--signing", B(signing), NULL, "MQTT over WebSocket with a SigV4-signed URL (needs --region)"},
     {"--region", S(region), "R", "AWS region for --signing"},
+    {"--header", S(header), "'N: V'", "add this header to the WebSocket upgrade request (with --ws)"},
+    {"--custom_auth_username", S(ca_user), "U", "custom authorizer: the username part"},
+    {"--custom_auth_authorizer_name", S(ca_name), "NAME", "custom authorizer: its name"},
+    {"--custom_auth_authorizer_signature", S(ca_sig), "SIG", "custom authorizer: the token's signature"},
+    {"--custom_auth_password", S(ca_pass), "P", "custom authorizer: the password"},
+    {"--custom_auth_token_key_name", S(ca_key), "KEY", "custom authorizer: the token's key name"},
+    {"--custom_auth_token_value", S(ca_token), "TOKEN", "custom authorizer: the token"},
     {"--username", S(username), "U", "MQTT username"},
     {"--password", S(password), "P", "MQTT password"},
     {"--keep_alive", L(keep_alive, 0, 65535), "SECS", "MQTT keep-alive (default 1200; 0: no pings)"},
@@ -123,6 +132,7 @@ static void usage(FILE *f, const char *cmd)
         fprintf(f, "  %-24s %s\n", left, FLAGS[i].help);
     }
     fprintf(f, "Connection kinds: --cert/--key or --pkcs12 (mTLS), --signing --region (SigV4 WebSocket),\n"
+               "--custom_auth_* (a custom authorizer: TLS on 443 with ALPN mqtt, or WebSocket with --ws),\n"
                "--ws (WebSocket), --no-tls (plain TCP; no metrics suffix in the username), none of them\n"
                "(TLS without a client certificate, e.g. with --username/--password).\n"
                "--sim DIR fills in what the other flags leave out.\n");
@@ -409,11 +419,28 @@ static const char *connack_text(uint8_t code)
 
 /* ---- building the connection ------------------------------------------------ */
 
-static int no_change(iotc_ws_request *req, void *user)
+/* --ws: the upgrade request as lws builds it, plus the --header if any. */
+static int add_header(iotc_ws_request *req, void *user)
 {
-    (void)req;
-    (void)user;
-    return IOTC_OK;
+    const char *h = user;
+    if (!h)
+        return IOTC_OK;
+    const char *colon = strchr(h, ':');
+    char name[128];
+    size_t n = (size_t)(colon - h);
+    if (n >= sizeof name)
+        return IOTC_ERR_INVALID_ARG;
+    memcpy(name, h, n);
+    name[n] = 0;
+    const char *v = colon + 1;
+    while (*v == ' ')
+        v++;
+    return iotc_ws_request_add_header(req, name, v);
+}
+
+static bool custom_auth(const opts *o)
+{
+    return o->ca_user || o->ca_name || o->ca_sig || o->ca_pass || o->ca_key || o->ca_token;
 }
 
 /* Picks the constructor from the flags; EXIT_OK with *out set, or an exit code. */
@@ -434,9 +461,14 @@ static int build(const opts *o, iotc_builder **out)
     } else if (o->cert) {
         what = "iotc_mtls_from_path";
         rc = iotc_mtls_from_path(&b, o->endpoint, o->cert, o->key);
+    } else if (custom_auth(o)) {
+        iotc_custom_auth a = {o->ca_user, o->ca_name, o->ca_sig, o->ca_pass, o->ca_key, o->ca_token};
+        what = ws ? "iotc_websockets_with_custom_authorizer" : "iotc_direct_with_custom_authorizer";
+        rc = ws ? iotc_websockets_with_custom_authorizer(&b, o->endpoint, &a)
+                : iotc_direct_with_custom_authorizer(&b, o->endpoint, &a);
     } else if (ws) {
         what = "iotc_websockets_with_custom_handshake";
-        rc = iotc_websockets_with_custom_handshake(&b, o->endpoint, no_change, NULL);
+        rc = iotc_websockets_with_custom_handshake(&b, o->endpoint, add_header, (void *)o->header);
     } else {
         what = "iotc_new_default_builder";
         rc = iotc_new_default_builder(&b, o->endpoint);
@@ -514,6 +546,22 @@ static int check(const opts *o, bool pub)
         say("--region is for --signing");
         return EXIT_USAGE;
     }
+    if (o->header && (!o->ws || o->signing || custom_auth(o))) {
+        say("--header is for --ws (a WebSocket upgrade shaped by a handshake callback)");
+        return EXIT_USAGE;
+    }
+    if (o->header && !strchr(o->header, ':')) {
+        say("--header: want 'Name: value'");
+        return EXIT_USAGE;
+    }
+    if (custom_auth(o) && (o->cert || o->pkcs12 || o->signing || o->username || o->password)) {
+        say("--custom_auth_* cannot go with --cert, --pkcs12, --signing, --username or --password");
+        return EXIT_USAGE;
+    }
+    if ((o->ca_key != NULL) != (o->ca_token != NULL)) {
+        say("--custom_auth_token_key_name and --custom_auth_token_value go together");
+        return EXIT_USAGE;
+    }
     if (o->no_tls && (o->cert || o->pkcs12 || o->signing || o->ca_file)) {
         say("--no-tls cannot go with %s", o->cert ? "--cert" : o->pkcs12 ? "--pkcs12" : o->signing ? "--signing" : "--ca_file");
         return EXIT_USAGE;
@@ -546,7 +594,8 @@ static int run(const char *cmd, opts *o)
     /* The seed's defaults, plus mosquitto's 1883 for plain MQTT: resolved
      * here so that every message can name the port. */
     if (!o->port)
-        o->port = o->ws || o->signing ? (o->no_tls ? 80 : 443) : o->no_tls ? 1883 : 8883;
+        o->port = o->ws || o->signing || custom_auth(o) ? (o->no_tls ? (o->ws ? 80 : 1883) : 443)
+                  : o->no_tls ? 1883 : 8883;
     if (!o->topic)
         o->topic = "test/topic";
     if (!o->message)

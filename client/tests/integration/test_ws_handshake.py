@@ -63,13 +63,40 @@ def verify_sigv4(method, path, host, secret, region):
     return True, akid
 
 
-class FakeWsBroker(threading.Thread):
-    """One WSS connection: the upgrade, then just enough MQTT 3.1.1."""
+def connect_fields(pkt, used):
+    """(client id, username, password) of an MQTT 3.1.1 CONNECT."""
+    i = 1 + used
+    def field():
+        nonlocal i
+        n = int.from_bytes(pkt[i:i + 2], "big")
+        v = pkt[i + 2:i + 2 + n]
+        i += 2 + n
+        return v
+    field()  # protocol name
+    flags = pkt[i + 1]
+    i += 4   # level, flags, keep-alive
+    cid = field()
+    if flags & 0x04:
+        field()
+        field()
+    user = field().decode() if flags & 0x80 else None
+    pw = field() if flags & 0x40 else None
+    return cid.decode(), user, pw
 
-    def __init__(self, certfile, keyfile):
+
+class FakeWsBroker(threading.Thread):
+    """One TLS connection: the WebSocket upgrade (unless ws=False), then just
+    enough MQTT 3.1.1.  alpn: the protocols the server accepts."""
+
+    def __init__(self, certfile, keyfile, ws=True, alpn=None):
         super().__init__(daemon=True)
+        self.ws = ws
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
+        if alpn:
+            self.ctx.set_alpn_protocols(alpn)
+        self.alpn = None
+        self.connect = None
         self.lsock = socket.socket()
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(1)
@@ -85,7 +112,11 @@ class FakeWsBroker(threading.Thread):
             raw, _ = self.lsock.accept()
             raw.settimeout(20)
             with self.ctx.wrap_socket(raw, server_side=True) as s:
-                self.serve(s)
+                self.alpn = s.selected_alpn_protocol()
+                if self.ws:
+                    self.serve(s)
+                else:
+                    self.serve_mqtt(s, b"", raw_frames=True)
         except Exception as e:  # reported by the test, not lost in a thread
             self.error = repr(e)
         finally:
@@ -107,10 +138,19 @@ class FakeWsBroker(threading.Thread):
         accept = base64.b64encode(hashlib.sha1((self.headers["sec-websocket-key"] + GUID).encode()).digest())
         s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
-        stream = rest
+        self.serve_mqtt(s, rest, raw_frames=False)
+
+    def serve_mqtt(self, s, stream, raw_frames):
         mqtt = b""
+        send = (lambda sock, d: sock.sendall(d)) if raw_frames else self.send_frame
         while True:
-            frame, stream = self.read_frame(s, stream)
+            if raw_frames:
+                frame = stream or s.recv(65536)
+                stream = b""
+                if not frame:
+                    return
+            else:
+                frame, stream = self.read_frame(s, stream)
             if frame is None:
                 return
             mqtt += frame
@@ -123,11 +163,12 @@ class FakeWsBroker(threading.Thread):
                 self.packets.append(pkt)
                 t = pkt[0] >> 4
                 if t == 1:
-                    self.send_frame(s, b"\x20\x02\x00\x00")
+                    self.connect = connect_fields(pkt, used)
+                    send(s, b"\x20\x02\x00\x00")
                 elif t == 3 and (pkt[0] >> 1) & 3 == 1:
                     tlen = int.from_bytes(pkt[1 + used:3 + used], "big")
                     pid = pkt[3 + used + tlen:5 + used + tlen]
-                    self.send_frame(s, b"\x40\x02" + pid)
+                    send(s, b"\x40\x02" + pid)
                 elif t == 14:
                     return
 
@@ -202,13 +243,13 @@ class T01SigV4OverWss(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def pub(self, broker, env_extra, *extra, wait=20):
+    def pub(self, broker, env_extra, *extra, wait=20, kind=("--signing", "--region", REGION)):
         env = dict(os.environ)
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
             env.pop(k, None)
         env["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(self.tmp.name, "none")
         env.update(env_extra)
-        p = subprocess.run([IOTC, "pub", "--signing", "--region", REGION, "--endpoint", "localhost",
+        p = subprocess.run([IOTC, "pub"] + list(kind) + ["--endpoint", "localhost",
                             "--port", str(broker.port), "--ca_file", self.ca_crt, "--topic", "ws/t",
                             "--message", "signed", "--qos", "1", "--timeout", "10"] + list(extra),
                            env=env, capture_output=True, text=True, timeout=30)
@@ -257,6 +298,44 @@ class T01SigV4OverWss(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("credential", p.stderr.lower())
         self.assertIsNone(b.request)  # nothing was sent unsigned
+
+    def test_d_custom_handshake_adds_a_header(self):
+        b = FakeWsBroker(self.crt, self.key)
+        b.start()
+        p = self.pub(b, {}, kind=("--ws", "--header", "x-amz-customauthorizer-name: my-auth"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIsNone(b.error)
+        self.assertEqual(b.headers.get("x-amz-customauthorizer-name"), "my-auth")
+        self.assertEqual(b.request.split(" ")[1], "/mqtt")
+        self.assertEqual([pkt[0] >> 4 for pkt in b.packets], [1, 3, 14])
+
+    CUSTOM = ("--custom_auth_username", "user", "--custom_auth_authorizer_name", "my-auth",
+              "--custom_auth_authorizer_signature", "ab+/=", "--custom_auth_token_key_name", "token",
+              "--custom_auth_token_value", "v 1", "--custom_auth_password", "pw")
+    # What the SDK v2 builds (aws-broker.md 5.3), with libiotc's metrics (5.4).
+    CUSTOM_USER = ("user?x-amz-customauthorizer-name=my-auth&x-amz-customauthorizer-signature=ab%2B%2F%3D"
+                   "&token=v%201&SDK=libiotc&Version=0.1.0")
+
+    def test_e_direct_custom_authorizer_alpn_mqtt(self):
+        b = FakeWsBroker(self.crt, self.key, ws=False, alpn=["mqtt"])
+        b.start()
+        p = self.pub(b, {}, kind=self.CUSTOM)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIsNone(b.error)
+        self.assertEqual(b.alpn, "mqtt")
+        cid, user, pw = b.connect
+        self.assertEqual(user, self.CUSTOM_USER)
+        self.assertEqual(pw, b"pw")
+        self.assertEqual([pkt[0] >> 4 for pkt in b.packets], [1, 3, 14])
+
+    def test_f_websocket_custom_authorizer(self):
+        b = FakeWsBroker(self.crt, self.key)
+        b.start()
+        p = self.pub(b, {}, kind=("--ws",) + self.CUSTOM)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIsNone(b.error)
+        self.assertEqual(b.connect[1], self.CUSTOM_USER)
+        self.assertEqual(b.request.split(" ")[1], "/mqtt")
 
 
 if __name__ == "__main__":

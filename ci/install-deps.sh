@@ -8,7 +8,7 @@ PACKAGES=(
   libwebsockets-dev libssl-dev libcjson-dev libcmocka-dev
   clang-14 libclang-rt-14-dev llvm-14
   valgrind lcov
-  mosquitto mosquitto-clients libmosquitto-dev
+  mosquitto mosquitto-clients libmosquitto-dev libpaho-mqtt-dev
   python3 python3-paho-mqtt python3-awscrt
   openssl curl
 )

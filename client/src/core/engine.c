@@ -242,19 +242,22 @@ static void sub_forget(iotc_engine *e, const char *f, size_t len)
 
 static int emit(iotc_engine *e, const iotc_mqtt_packet *p, uint64_t now)
 {
-    size_t n = 0, w = 0;
+    size_t w = 0;
     iotc_mqtt_error err;
-    if (iotc_mqtt_encoded_size(p, IOTC_MQTT_V311, &n, &err) != IOTC_MQTT_OK)
-        return IOTC_ERR_INTERNAL; /* every input was validated at the call */
-    if (n > e->wcap) {
-        uint8_t *b = realloc(e->wbuf, n);
+    /* Encode straight into the buffer; only when it is too small (the
+     * encoder then tells the size) grow it and encode again.  Measuring
+     * first would measure every packet twice. */
+    iotc_mqtt_status st = iotc_mqtt_encode(p, IOTC_MQTT_V311, e->wbuf, e->wcap, &w, &err);
+    if (st == IOTC_MQTT_ERR_BUFFER && w > e->wcap) {
+        uint8_t *b = realloc(e->wbuf, w);
         if (!b)
             return IOTC_ERR_NOMEM;
         e->wbuf = b;
-        e->wcap = n;
+        e->wcap = w;
+        st = iotc_mqtt_encode(p, IOTC_MQTT_V311, e->wbuf, e->wcap, &w, &err);
     }
-    if (iotc_mqtt_encode(p, IOTC_MQTT_V311, e->wbuf, e->wcap, &w, &err) != IOTC_MQTT_OK)
-        return IOTC_ERR_INTERNAL;
+    if (st != IOTC_MQTT_OK)
+        return IOTC_ERR_INTERNAL; /* every input was validated at the call */
     e->io.send(e->ctx, e->wbuf, w);
     e->last_sent = now;
     return IOTC_OK;

@@ -642,9 +642,12 @@ void iotc_client_free(iotc_client *c)
         while (c->running && pthread_cond_timedwait(&c->cv, &c->mu, &dl) == 0) {
         }
         pthread_mutex_unlock(&c->mu);
-        /* Give the link its moment to flush the DISCONNECT. */
-        if (was) {
-            struct timespec ts = {0, 50 * 1000 * 1000};
+        /* on_closed comes when the engine stops; the link may still be
+         * writing the DISCONNECT and closing.  Let it finish (it gives up
+         * after 2 s itself), whether this free or an earlier disconnect
+         * stopped the engine. */
+        for (int i = 0; i < 250 && !iotc_link_idle(c->link); i++) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         iotc_link_free(c->link);

@@ -64,6 +64,12 @@ struct iotc_link {
      * so each one tracks whether it is. */
     lws_sorted_usec_list_t timer;
     bool timer_armed, deferred_armed;
+    uint64_t timer_at;       /* the armed deadline */
+    /* Set by the first cross-thread request since the service thread last
+     * looked, so that a burst of them costs one lws_cancel_service (a
+     * write to lws's eventfd, then a whole service pass). */
+    atomic_bool wake_pending;
+    atomic_int nconn;        /* connections lws still holds, closing ones included */
     lws_sorted_usec_list_t deferred; /* reports that must not run inside open */
     int deferred_err;
     char deferred_why[WHY_MAX];
@@ -393,13 +399,22 @@ static int link_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return 0;
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
+        /* Cleared before looking: a request made from now on wakes again. */
+        atomic_store(&l->wake_pending, false);
         /* Writes asked for by other threads, then the client's wake. */
         pthread_mutex_lock(&l->mu);
         conn *c = l->cur;
         bool w = c && c->want_write && c->wsi;
         pthread_mutex_unlock(&l->mu);
-        if (w)
+        if (w && !is_ws(l) && c->up && !c->detached && !lws_send_pipe_choked(c->wsi)) {
+            /* A raw socket that is not choked takes the bytes now: asking
+             * for WRITEABLE would cost a whole service pass per publish.
+             * (WebSocket framing stays in its callback.) */
+            if (conn_writeable(c) < 0)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (w) {
             lws_callback_on_writable(c->wsi);
+        }
         if (!l->destroying)
             l->cb.wake(l->ctx);
         return 0;
@@ -482,6 +497,7 @@ static int link_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
             conn_down(k, k->up ? IOTC_ERR_CONNECTION_LOST : IOTC_ERR_CONNECT, "connection closed");
             lws_set_opaque_user_data(wsi, NULL);
             conn_free(k);
+            atomic_fetch_sub(&l->nconn, 1);
         }
         return 0;
     default:
@@ -549,6 +565,8 @@ void iotc_link_open(iotc_link *l)
     pthread_mutex_lock(&l->mu);
     l->cur = k;
     pthread_mutex_unlock(&l->mu);
+    /* Counted before the call: lws may destroy the wsi inside it. */
+    atomic_fetch_add(&l->nconn, 1);
     struct lws *w = lws_client_connect_via_info(&i);
     if (!w) {
         /* No callback has run for it and *pwsi may not be trusted (§1). */
@@ -565,6 +583,9 @@ void iotc_link_open(iotc_link *l)
         }
         if (!k->reported)
             conn_free(k); /* never bound to a wsi */
+        else
+            return; /* a WSI_DESTROY came inside the call and counted it */
+        atomic_fetch_sub(&l->nconn, 1);
         return;
     }
     k->wsi = w;
@@ -600,7 +621,7 @@ void iotc_link_send(iotc_link *l, const uint8_t *p, size_t n)
     if (here)
         lws_callback_on_writable(w);
     else
-        lws_cancel_service(l->lws);
+        iotc_link_wake(l);
 }
 
 size_t iotc_link_out_pending(iotc_link *l)
@@ -613,7 +634,8 @@ size_t iotc_link_out_pending(iotc_link *l)
 
 void iotc_link_wake(iotc_link *l)
 {
-    lws_cancel_service(l->lws);
+    if (!atomic_exchange(&l->wake_pending, true))
+        lws_cancel_service(l->lws);
 }
 
 static void timer_cb(lws_sorted_usec_list_t *sul)
@@ -626,17 +648,24 @@ static void timer_cb(lws_sorted_usec_list_t *sul)
 
 void iotc_link_set_timer(iotc_link *l, uint64_t deadline_ms)
 {
-    if (deadline_ms == UINT64_MAX) {
-        if (l->timer_armed)
-            lws_sul_cancel(&l->timer);
-        l->timer_armed = false;
+    /* Lazy: a timer already due no later stays as it is.  Firing early
+     * costs one spurious wake, in which the engine finds nothing due and the
+     * timer is set again; re-arming after every packet cost more. */
+    if (l->timer_armed && l->timer_at <= deadline_ms)
         return;
-    }
+    if (deadline_ms == UINT64_MAX)
+        return;
     l->timer_armed = true;
+    l->timer_at = deadline_ms;
     uint64_t now = iotc_link_now_ms();
     uint64_t ms = deadline_ms > now ? deadline_ms - now : 0;
     /* lws takes a relative time; 1 us for "now" keeps it in the future. */
     lws_sul_schedule(l->lws, 0, &l->timer, timer_cb, ms ? (lws_usec_t)ms * 1000 : 1);
+}
+
+bool iotc_link_idle(iotc_link *l)
+{
+    return atomic_load(&l->nconn) == 0;
 }
 
 bool iotc_link_on_service_thread(const iotc_link *l)

@@ -91,6 +91,8 @@ void iotc_link_wake(iotc_link *l);
  * clock); UINT64_MAX cancels. */
 void iotc_link_set_timer(iotc_link *l, uint64_t deadline_ms);
 bool iotc_link_on_service_thread(const iotc_link *l);
+/* Any thread: no connection is open or still closing (flushing). */
+bool iotc_link_idle(iotc_link *l);
 
 
 /* The monotonic clock the client gives the engine. */

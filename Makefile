@@ -74,7 +74,7 @@ FUZZERS  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration \
+.PHONY: scenarios all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration \
         run fuzz fuzzers coverage bench install clean
 
 all: lib $(SIM_A) $(IOTSIM) $(TOOLS) $(SAMPLES) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES) $(ITEST)
@@ -158,6 +158,7 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-k
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-unit check-fuzz-replay check-tools check-integration
+	@$(MAKE) --no-print-directory scenarios
 	@$(MAKE) --no-print-directory check-valgrind
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay check-integration
@@ -182,6 +183,11 @@ check-integration: $(IOTSIM) $(ITEST)
 
 check-tools: $(TOOLS) $(IOTSIM)
 	@set -e; for t in client/tools/tests/*.sh ci/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done
+
+# ---- scenarios ---------------------------------------------------------------
+# Every scripted scenario against its own iotsim, two at a time (scenarios/README.md).
+scenarios: $(IOTSIM) $(TOOLS)
+	@echo "== scenarios"; python3 scenarios/run.py --build $(B) --report $(B)/scenarios scenarios/*.scn
 
 # ---- run ---------------------------------------------------------------------
 # Until iotsim exists, `make run` decodes the peers' captured traffic.

@@ -1045,6 +1045,69 @@ static void test_operation_timeout(void **state)
     assert_true(st.connected);
 }
 
+/* The operation timeout counts from the first send, across reconnects: a
+ * QoS 1 publish whose time ran out while offline completes with TIMEOUT at
+ * the next CONNACK and is not resent.  (Re-arming it at each resend let a
+ * publish that gets the connection closed be resent for ever: found by
+ * scenarios/retain-classic.scn.) */
+static void test_operation_timeout_spans_reconnects(void **state)
+{
+    (void)state;
+    iotc_engine_config c;
+    base_config(&c);
+    c.op_timeout_ms = 3000;
+    make(&c);
+    iotc_engine_start(F.e, F.now);
+    connect_now(true);
+    rec *early = pub("t", "poison", 1);
+    advance(2000);
+    rec *late = pub("t", "fresh", 1);
+    iotc_engine_link_down(F.e, IOTC_ERR_CONNECTION_LOST, F.now);
+    advance(2000); /* poison's 3 s are over while offline; fresh has 1 s left */
+    assert_int_equal(early->calls, 0);
+    size_t from = F.nsent;
+    connect_now(true);
+    assert_int_equal(early->calls, 1);
+    assert_int_equal(early->status, IOTC_ERR_TIMEOUT);
+    assert_int_equal(late->calls, 0);
+    /* Only "fresh" went out again (DUP), and it times out 3 s after its
+     * first send, not 3 s after the resend. */
+    assert_int_equal(count_sent(from, IOTC_MQTT_PUBLISH), 1);
+    long j = find_sent(from, IOTC_MQTT_PUBLISH);
+    assert_string_equal(F.sent[j].payload, "fresh");
+    assert_true(F.sent[j].dup);
+    advance(999);
+    assert_int_equal(late->calls, 0);
+    advance(2);
+    assert_int_equal(late->calls, 1);
+    assert_int_equal(late->status, IOTC_ERR_TIMEOUT);
+    iotc_engine_stats st;
+    iotc_engine_get_stats(F.e, &st);
+    assert_int_equal(st.inflight, 0);
+}
+
+/* AWS IoT's classic takeover sends the older connection a CONNACK before
+ * closing it: tolerated, and the close is reported as a lost connection. */
+static void test_second_connack_tolerated(void **state)
+{
+    (void)state;
+    iotc_engine_config c;
+    base_config(&c);
+    make(&c);
+    iotc_engine_start(F.e, F.now);
+    connect_now(false);
+    size_t nev = F.nev;
+    connack(false, 0);
+    iotc_engine_stats st;
+    iotc_engine_get_stats(F.e, &st);
+    assert_true(st.connected);
+    assert_int_equal(F.nev, nev);
+    iotc_engine_link_down(F.e, IOTC_ERR_CONNECTION_LOST, F.now);
+    assert_int_equal(F.nev, nev + 1);
+    assert_int_equal(F.ev[nev].type, IOTC_EV_INTERRUPTED);
+    assert_int_equal(F.ev[nev].err, IOTC_ERR_CONNECTION_LOST);
+}
+
 static void test_inflight_window(void **state)
 {
     (void)state;
@@ -1287,6 +1350,8 @@ int main(void)
         T(test_resubscribe_when_session_not_present),
         T(test_no_resubscribe_when_disabled),
         T(test_operation_timeout),
+        T(test_operation_timeout_spans_reconnects),
+        T(test_second_connack_tolerated),
         T(test_inflight_window),
         T(test_waiting_ops_survive_a_drop),
         T(test_incoming_publish),

@@ -422,9 +422,12 @@ static void lost(iotc_engine *e, int err, uint8_t rc, bool close_link, uint64_t 
                 op_free(o); /* resubscription is redone from the list */
             else
                 requeue_front(e, o, &done);
-        } else {
-            o->deadline = 0; /* rearmed when resent */
         }
+        /* A QoS 1 publish stays in flight with its deadline: the operation
+         * timeout counts from the first send, across reconnects.  Re-arming
+         * it at each resend let a publish that makes the broker close the
+         * connection (a retained one under the classic profile) be resent
+         * for ever, never completing. */
         o = prev;
     }
     emit_event(e, was_up ? IOTC_EV_INTERRUPTED : IOTC_EV_CONNECTION_FAILURE, err, rc, false);
@@ -731,14 +734,27 @@ static void on_connack(iotc_engine *e, const iotc_mqtt_connack *c, uint64_t now)
             send_op(e, o, now);
         }
     }
-    /* Then every unacknowledged QoS 1 publish, same id, DUP set. */
-    for (op *o = e->flight.head; o; o = o->next) {
+    /* Then every unacknowledged QoS 1 publish, same id, DUP set, unless its
+     * operation timeout ran out while offline: that one completes with
+     * IOTC_ERR_TIMEOUT (after the event, below) instead of being resent. */
+    op_list expired = {0};
+    for (op *o = e->flight.head, *next; o; o = next) {
+        next = o->next;
         if (!is_qos1_pub(o))
             continue;
-        if (emit_op(e, o, true, now) == IOTC_OK)
-            o->deadline = e->cfg.op_timeout_ms ? now + e->cfg.op_timeout_ms : 0;
+        if (o->deadline && o->deadline <= now) {
+            list_unlink(&e->flight, o);
+            e->flight_pubs--;
+            o->status = IOTC_ERR_TIMEOUT;
+            list_push(&expired, o, IN_NONE);
+            continue;
+        }
+        (void)emit_op(e, o, true, now);
     }
     emit_event(e, first ? IOTC_EV_CONNECTION_SUCCESS : IOTC_EV_RESUMED, IOTC_OK, c->reason, c->session_present);
+    complete_list(e, &expired);
+    if (e->st != ST_CONNECTED)
+        return;
     pump(e, now);
 }
 
@@ -777,6 +793,12 @@ static void on_packet(iotc_engine *e, const iotc_mqtt_packet *p, uint64_t now)
         return;
     }
     switch (p->type) {
+    case IOTC_MQTT_CONNACK:
+        /* AWS IoT's classic takeover sends the older connection a second
+         * CONNACK before closing it (aws-broker.md 1.4).  MQTT calls that a
+         * protocol error; tolerating it lets the close that follows be
+         * reported as what it is, the connection lost. */
+        return;
     case IOTC_MQTT_PUBLISH: {
         const iotc_mqtt_publish *pb = &p->u.publish;
         if (pb->qos > 1) {

@@ -191,6 +191,15 @@ int iotc_builder_set_offline_queue(iotc_builder *b, int64_t size, iotc_drop_poli
 /* Draining after a reconnect, requests per second; 0: as fast as possible. */
 int iotc_builder_set_drain_hz(iotc_builder *b, double hz);
 int iotc_builder_set_resubscribe(iotc_builder *b, bool on);
+/* AWS IoT's limits checked at the call (default on): topics and filters of
+ * at most 256 bytes and 7 slashes (the `$aws/rules/<rule>/` prefix not
+ * counted), client ids of at most 128 bytes; over them a publish or
+ * subscribe returns IOTC_ERR_TOO_LARGE instead of getting the connection
+ * closed.  Off for a broker that is not AWS IoT. */
+#define IOTC_AWS_CLIENT_ID_MAX 128
+int iotc_builder_set_aws_limits(iotc_builder *b, bool on);
+/* How long to wait for CONNACK once the connection is up (default 20000). */
+int iotc_builder_set_connack_timeout_ms(iotc_builder *b, uint32_t ms);
 /* QoS 1 publishes awaiting PUBACK at once (1..65535, default 20). */
 int iotc_builder_set_max_inflight(iotc_builder *b, uint16_t n);
 /* The largest packet accepted from the broker (default 256 KiB). */
@@ -257,15 +266,19 @@ typedef void (*iotc_message_fn)(iotc_client *c, const char *topic, size_t topic_
  * connection.  Completion errors: IOTC_ERR_QUEUE_DROPPED, IOTC_ERR_TIMEOUT,
  * IOTC_ERR_CLOSED (disconnect or free came first), IOTC_ERR_QUEUE_OFF.
  * Refused at the call: IOTC_ERR_INVALID_ARG (NULL, QoS > 1, a wildcard or
- * invalid topic), IOTC_ERR_TOO_LARGE (payload over 128 KiB, AWS IoT's
- * limit), IOTC_ERR_QUEUE_OFF (offline with the queue off), IOTC_ERR_BUSY
+ * invalid topic), IOTC_ERR_TOO_LARGE (payload over 128 KiB, or a topic over
+ * AWS IoT's limits unless they are off: iotc_builder_set_aws_limits), IOTC_ERR_QUEUE_OFF (offline with the queue off), IOTC_ERR_BUSY
  * (over 1 MiB waits to be written: the link is slower than the caller),
  * IOTC_ERR_NOMEM.  `done` may be NULL.  A disconnect ends the session:
  * requests made after it wait for the next connect with a fresh queue. */
 int iotc_publish(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
                  iotc_done_fn done, void *user);
 /* Subscribes; messages matching `filter` go to `on_msg` (NULL: to the
- * client's on_message).  Remembered for resubscription. */
+ * client's on_message).  Remembered for resubscription until unsubscribed,
+ * refused by the broker (SUBACK 0x80) or failed, or until a disconnect
+ * ends the session.  A message callback may unsubscribe, itself included.
+ * Refused at the call: IOTC_ERR_INVALID_ARG (invalid filter, QoS > 1),
+ * IOTC_ERR_TOO_LARGE (over AWS IoT's limits unless they are off). */
 int iotc_subscribe(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn on_msg, void *msg_user,
                    iotc_done_fn done, void *user);
 int iotc_unsubscribe(iotc_client *c, const char *filter, iotc_done_fn done, void *user);

@@ -67,6 +67,7 @@ static iotc_builder *new_builder(const char *endpoint, iotc_link_kind kind)
     b->kind = kind;
     b->tls = true;
     b->metrics = true;
+    b->aws_limits = true;
     b->tcp_connect_timeout_ms = 5000;
     iotc_engine_config_init(&b->e);
     /* The seed's defaults where ours differ from the engine's: none today;
@@ -328,6 +329,9 @@ int iotc_builder_set_client_id(iotc_builder *b, const char *client_id)
     NEED_B(b);
     if (!client_id || !client_id[0] || strlen(client_id) > 65535)
         return bad(b, "client id: 1 to 65535 bytes");
+    if (b->aws_limits && strlen(client_id) > IOTC_AWS_CLIENT_ID_MAX)
+        return bad(b, "client id: AWS IoT takes at most 128 bytes (iotc_builder_set_aws_limits(b, false) for "
+                      "another broker)");
     if (!iotc_mqtt_utf8_valid((const uint8_t *)client_id, strlen(client_id), NULL))
         return bad(b, "client id: not valid MQTT UTF-8");
     return set_str(&b->client_id, client_id) ? IOTC_OK : nomem(b);
@@ -547,5 +551,23 @@ int iotc_builder_set_max_packet_size(iotc_builder *b, uint32_t bytes)
     if (bytes < 64)
         return bad(b, "max packet size: at least 64 bytes");
     b->e.max_packet_size = bytes;
+    return IOTC_OK;
+}
+
+int iotc_builder_set_aws_limits(iotc_builder *b, bool on)
+{
+    NEED_B(b);
+    if (on && b->client_id && strlen(b->client_id) > IOTC_AWS_CLIENT_ID_MAX)
+        return bad(b, "AWS limits: the client id set is over 128 bytes");
+    b->aws_limits = on;
+    return IOTC_OK;
+}
+
+int iotc_builder_set_connack_timeout_ms(iotc_builder *b, uint32_t ms)
+{
+    NEED_B(b);
+    if (!ms)
+        return bad(b, "CONNACK timeout: must be > 0");
+    b->e.connack_timeout_ms = ms;
     return IOTC_OK;
 }

@@ -47,6 +47,7 @@ struct iotc_builder {
     size_t password_len, will_len;
     bool password_set;
     bool metrics;
+    bool aws_limits;      /* AWS IoT's topic and client-id limits at the call */
     uint32_t tcp_connect_timeout_ms;
 };
 

@@ -54,6 +54,7 @@ typedef struct opctx {
     waiter *w;
     int status;
     uint8_t granted;
+    char *filter; /* a subscribe's filter: its registration goes if refused */
 } opctx;
 
 typedef struct subcb {
@@ -61,6 +62,7 @@ typedef struct subcb {
     iotc_message_fn fn;
     void *user;
     uint8_t qos;
+    bool dead;         /* removed while messages were being dispatched */
     size_t len;
     const char *match; /* the filter part of a $share filter */
     size_t match_len;
@@ -88,6 +90,7 @@ struct iotc_client {
     bool want_start, want_stop;
     opctx *dh, *dt;    /* completions raised on other threads */
     subcb *subs;
+    int dispatching;   /* >0 while io_message walks subs: removals wait */
     char reason[256];  /* the last link failure, for the callbacks */
     uint64_t messages;
     /* For the blocking helpers: counters that move on each event. */
@@ -130,8 +133,11 @@ static void deliver(iotc_client *c, opctx *o)
     }
     if (o->fn)
         o->fn(o->status, o->granted, o->user);
+    free(o->filter);
     free(o);
 }
+
+static void sub_remove(iotc_client *c, const char *filter);
 
 static void op_done(void *user, int status, uint8_t granted)
 {
@@ -139,6 +145,10 @@ static void op_done(void *user, int status, uint8_t granted)
     iotc_client *c = o->c;
     o->status = status;
     o->granted = granted;
+    /* A subscription the broker refused, or that never happened (dropped,
+     * timed out, closed), must not take messages or be resubscribed. */
+    if (o->filter && (status != IOTC_OK || granted == 0x80))
+        sub_remove(c, o->filter);
     if (on_service(c)) {
         deliver(c, o);
         return;
@@ -237,6 +247,19 @@ static void io_event(void *ctx, const iotc_event *ev)
     c->reason[0] = 0;
 }
 
+static void sweep_subs(iotc_client *c)
+{
+    for (subcb **p = &c->subs; *p;) {
+        subcb *s = *p;
+        if (s->dead) {
+            *p = s->next;
+            free(s);
+        } else {
+            p = &s->next;
+        }
+    }
+}
+
 static void io_message(void *ctx, const iotc_message *m)
 {
     iotc_client *c = ctx;
@@ -244,14 +267,19 @@ static void io_message(void *ctx, const iotc_message *m)
     const char *t = (const char *)m->topic.data;
     size_t tl = m->topic.len;
     bool taken = false;
+    /* A callback may unsubscribe (or subscribe): entries are only marked
+     * dead while the walk is on, and swept after it. */
+    c->dispatching++;
     for (subcb *s = c->subs; s; s = s->next) {
-        if (s->fn && iotc_topic_match(s->match, s->match_len, t, tl, IOTC_MATCH_MQTT)) {
+        if (!s->dead && s->fn && iotc_topic_match(s->match, s->match_len, t, tl, IOTC_MATCH_MQTT)) {
             s->fn(c, t, tl, m->payload.data, m->payload.len, m->qos, m->retain, m->dup, s->user);
             taken = true;
         }
     }
     if (!taken && c->cb.on_message)
         c->cb.on_message(c, t, tl, m->payload.data, m->payload.len, m->qos, m->retain, m->dup, c->user);
+    if (--c->dispatching == 0)
+        sweep_subs(c);
 }
 
 /* ---- the service thread's side ----------------------------------------------- */
@@ -267,6 +295,11 @@ static void settle(iotc_client *c)
 
 static void free_subs(iotc_client *c)
 {
+    if (c->dispatching) {
+        for (subcb *s = c->subs; s; s = s->next)
+            s->dead = true;
+        return;
+    }
     while (c->subs) {
         subcb *s = c->subs;
         c->subs = s->next;
@@ -564,6 +597,7 @@ static void reap_engine(iotc_client *c)
     c->grave[c->ngrave++] = c->eng;
     c->eng = NULL;
     c->eng_closed = false;
+    free_subs(c); /* the session ended: its subscriptions' callbacks too */
     if (!on_service(c))
         iotc_link_wake(c->link); /* the service thread frees it */
 }
@@ -667,6 +701,7 @@ void iotc_client_free(iotc_client *c)
         }
         if (o->fn)
             o->fn(o->status, o->granted, o->user);
+        free(o->filter);
         free(o);
     }
     free_subs(c);
@@ -717,6 +752,8 @@ static int do_publish(iotc_client *c, const char *topic, const void *payload, si
         return IOTC_ERR_INVALID_ARG;
     if (len > MAX_PAYLOAD)
         return IOTC_ERR_TOO_LARGE;
+    if (c->cfg->aws_limits && iotc_aws_topic_limits_check(topic, strlen(topic), false, NULL) != IOTC_TOPIC_OK)
+        return IOTC_ERR_TOO_LARGE;
     if (iotc_link_out_pending(c->link) > MAX_OUT_PENDING)
         return IOTC_ERR_BUSY;
     pthread_mutex_lock(&c->mu);
@@ -758,6 +795,7 @@ static int sub_add(iotc_client *c, const char *filter, uint8_t qos, iotc_message
             s->fn = fn;
             s->user = user;
             s->qos = qos;
+            s->dead = false;
             return IOTC_OK;
         }
     }
@@ -788,6 +826,10 @@ static void sub_remove(iotc_client *c, const char *filter)
     for (subcb **p = &c->subs; *p; p = &(*p)->next) {
         if ((*p)->len == n && memcmp((*p)->filter, filter, n) == 0) {
             subcb *s = *p;
+            if (c->dispatching) {
+                s->dead = true; /* io_message is walking the list */
+                return;
+            }
             *p = s->next;
             free(s);
             return;
@@ -800,12 +842,17 @@ static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, i
 {
     if (!c || !filter || qos > 1)
         return IOTC_ERR_INVALID_ARG;
-    if (iotc_topic_filter_check(filter, strlen(filter), true) != IOTC_TOPIC_OK)
+    size_t flen = strlen(filter);
+    if (iotc_topic_filter_check(filter, flen, true) != IOTC_TOPIC_OK)
         return IOTC_ERR_INVALID_ARG;
+    if (c->cfg->aws_limits && iotc_aws_topic_limits_check(filter, flen, true, NULL) != IOTC_TOPIC_OK)
+        return IOTC_ERR_TOO_LARGE;
     pthread_mutex_lock(&c->mu);
     int rc = ensure_engine(c);
     opctx *o = NULL;
     if (rc == IOTC_OK && !(o = new_op(c, done, user, w)))
+        rc = IOTC_ERR_NOMEM;
+    if (rc == IOTC_OK && !unsub && !(o->filter = strdup(filter)))
         rc = IOTC_ERR_NOMEM;
     if (rc == IOTC_OK && !unsub)
         rc = sub_add(c, filter, qos, fn, fn_user);
@@ -825,6 +872,8 @@ static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, i
             after_call(c);
         }
     }
+    if (o)
+        free(o->filter);
     free(o);
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -850,6 +899,8 @@ int iotc_resubscribe_existing_topics(iotc_client *c, iotc_done_fn done, void *us
     /* Subscribing a filter again replaces the broker's subscription; do_sub
      * updates an existing entry in place, so the walk is safe. */
     for (subcb *s = c->subs; s && rc == IOTC_OK; s = s->next) {
+        if (s->dead)
+            continue;
         rc = do_sub(c, false, s->filter, s->qos, s->fn, s->user, done, user, NULL);
         if (rc == IOTC_OK)
             n++;

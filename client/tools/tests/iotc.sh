@@ -242,6 +242,20 @@ if [ -x "$iotsim" ]; then
         else
             fail "openssl req could not make a CA"
         fi
+
+        # The device's identity as a PKCS#12 bundle (iotc_mtls_with_pkcs12),
+        # and the same bundle with a wrong password.
+        dev_crt=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['cert_file'])" "$sim/endpoint.json")
+        dev_key=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['key_file'])" "$sim/endpoint.json")
+        if openssl pkcs12 -export -in "$dev_crt" -inkey "$dev_key" -passout pass:sekrit \
+            -out "$tmp/dev.p12" >/dev/null 2>&1; then
+            expect "iotsim: pub with --pkcs12 (mTLS from a PKCS#12 bundle)" 0 '' -- \
+                "$iotc" pub --sim "$sim" --pkcs12 "$tmp/dev.p12" --pkcs12_password sekrit --timeout 10
+            expect "iotsim: --pkcs12 with a wrong password says so" 1 'wrong password' -- \
+                "$iotc" pub --sim "$sim" --pkcs12 "$tmp/dev.p12" --pkcs12_password nope --timeout 10
+        else
+            fail "openssl pkcs12 could not make a bundle"
+        fi
     else
         fail "iotsim did not write endpoint.json: $(cat "$tmp/iotsim.log")"
     fi

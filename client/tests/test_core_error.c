@@ -78,6 +78,24 @@ static void test_every_code_has_its_own_text(void **state)
     assert_string_equal(iotc_strerror(IOTC_ERR_QUEUE_DROPPED), "dropped from the offline queue");
 }
 
+/* The names are what tools print for programs (iotc-agent's status_name):
+ * each code's own, spelled as in the header. */
+static void test_names(void **state)
+{
+    (void)state;
+    static const char *const names[] = {
+        "IOTC_OK", "IOTC_ERR_INVALID_ARG", "IOTC_ERR_NOMEM", "IOTC_ERR_QUEUE_DROPPED", "IOTC_ERR_QUEUE_OFF",
+        "IOTC_ERR_TIMEOUT", "IOTC_ERR_NOT_CONNECTED", "IOTC_ERR_CLOSED", "IOTC_ERR_REFUSED", "IOTC_ERR_TLS",
+        "IOTC_ERR_PROTOCOL", "IOTC_ERR_BUSY", "IOTC_ERR_INTERNAL", "IOTC_ERR_CONNECTION_LOST",
+        "IOTC_ERR_CONNECT", "IOTC_ERR_TOO_LARGE", "IOTC_ERR_CREDENTIALS", "IOTC_ERR_UNSUPPORTED"};
+    assert_int_equal(sizeof names / sizeof names[0], sizeof all_codes / sizeof all_codes[0]);
+    for (size_t i = 0; i < sizeof all_codes / sizeof all_codes[0]; i++)
+        assert_string_equal(iotc_err_name(all_codes[i]), names[i]);
+    assert_string_equal(iotc_err_name(1), "IOTC_ERR_UNKNOWN");
+    assert_string_equal(iotc_err_name(-18), "IOTC_ERR_UNKNOWN");
+    assert_string_equal(iotc_err_name(-2147483647 - 1), "IOTC_ERR_UNKNOWN");
+}
+
 static void test_unknown_values_are_never_null(void **state)
 {
     (void)state;
@@ -98,6 +116,7 @@ int main(void)
         cmocka_unit_test(test_values_are_fixed),
         cmocka_unit_test(test_every_code_has_its_own_text),
         cmocka_unit_test(test_unknown_values_are_never_null),
+        cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

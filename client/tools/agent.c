@@ -124,37 +124,11 @@ static void release(cJSON *own)
 
 /* ---- statuses ------------------------------------------------------------------ */
 
-/* The identifiers of iotc/error.h: stable across releases (the values are
- * ABI), unlike iotc_strerror's prose. */
-static const char *status_name(int st)
-{
-    switch ((iotc_err)st) {
-    case IOTC_OK: return "IOTC_OK";
-    case IOTC_ERR_INVALID_ARG: return "IOTC_ERR_INVALID_ARG";
-    case IOTC_ERR_NOMEM: return "IOTC_ERR_NOMEM";
-    case IOTC_ERR_QUEUE_DROPPED: return "IOTC_ERR_QUEUE_DROPPED";
-    case IOTC_ERR_QUEUE_OFF: return "IOTC_ERR_QUEUE_OFF";
-    case IOTC_ERR_TIMEOUT: return "IOTC_ERR_TIMEOUT";
-    case IOTC_ERR_NOT_CONNECTED: return "IOTC_ERR_NOT_CONNECTED";
-    case IOTC_ERR_CLOSED: return "IOTC_ERR_CLOSED";
-    case IOTC_ERR_REFUSED: return "IOTC_ERR_REFUSED";
-    case IOTC_ERR_TLS: return "IOTC_ERR_TLS";
-    case IOTC_ERR_PROTOCOL: return "IOTC_ERR_PROTOCOL";
-    case IOTC_ERR_BUSY: return "IOTC_ERR_BUSY";
-    case IOTC_ERR_INTERNAL: return "IOTC_ERR_INTERNAL";
-    case IOTC_ERR_CONNECTION_LOST: return "IOTC_ERR_CONNECTION_LOST";
-    case IOTC_ERR_CONNECT: return "IOTC_ERR_CONNECT";
-    case IOTC_ERR_TOO_LARGE: return "IOTC_ERR_TOO_LARGE";
-    case IOTC_ERR_CREDENTIALS: return "IOTC_ERR_CREDENTIALS";
-    case IOTC_ERR_UNSUPPORTED: return "IOTC_ERR_UNSUPPORTED";
-    }
-    return "IOTC_ERR_UNKNOWN";
-}
 
 static void add_status(cJSON *o, int st)
 {
     cJSON_AddNumberToObject(o, "status", st);
-    cJSON_AddStringToObject(o, "status_name", status_name(st));
+    cJSON_AddStringToObject(o, "status_name", iotc_err_name(st));
 }
 
 /* ---- text or base64 ---------------------------------------------------------------- */

@@ -82,6 +82,11 @@ typedef enum {
  * static; the caller must not free it.  Thread-safe. */
 const char *iotc_strerror(int err);
 
+/* The code's name as written in this header ("IOTC_ERR_TIMEOUT"), for logs
+ * and tools that report statuses to programs; "IOTC_ERR_UNKNOWN" for a value
+ * that is not an iotc_err.  Static, never NULL, thread-safe. */
+const char *iotc_err_name(int err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -41,3 +41,34 @@ const char *iotc_strerror(int err)
     const char *s = err_text((iotc_err)err);
     return s ? s : "unknown error";
 }
+
+static const char *err_name(iotc_err e)
+{
+    switch (e) {
+    case IOTC_OK: return "IOTC_OK";
+    case IOTC_ERR_INVALID_ARG: return "IOTC_ERR_INVALID_ARG";
+    case IOTC_ERR_NOMEM: return "IOTC_ERR_NOMEM";
+    case IOTC_ERR_QUEUE_DROPPED: return "IOTC_ERR_QUEUE_DROPPED";
+    case IOTC_ERR_QUEUE_OFF: return "IOTC_ERR_QUEUE_OFF";
+    case IOTC_ERR_TIMEOUT: return "IOTC_ERR_TIMEOUT";
+    case IOTC_ERR_NOT_CONNECTED: return "IOTC_ERR_NOT_CONNECTED";
+    case IOTC_ERR_CLOSED: return "IOTC_ERR_CLOSED";
+    case IOTC_ERR_REFUSED: return "IOTC_ERR_REFUSED";
+    case IOTC_ERR_TLS: return "IOTC_ERR_TLS";
+    case IOTC_ERR_PROTOCOL: return "IOTC_ERR_PROTOCOL";
+    case IOTC_ERR_BUSY: return "IOTC_ERR_BUSY";
+    case IOTC_ERR_INTERNAL: return "IOTC_ERR_INTERNAL";
+    case IOTC_ERR_CONNECTION_LOST: return "IOTC_ERR_CONNECTION_LOST";
+    case IOTC_ERR_CONNECT: return "IOTC_ERR_CONNECT";
+    case IOTC_ERR_TOO_LARGE: return "IOTC_ERR_TOO_LARGE";
+    case IOTC_ERR_CREDENTIALS: return "IOTC_ERR_CREDENTIALS";
+    case IOTC_ERR_UNSUPPORTED: return "IOTC_ERR_UNSUPPORTED";
+    }
+    return 0;
+}
+
+const char *iotc_err_name(int err)
+{
+    const char *s = err_name((iotc_err)err);
+    return s ? s : "IOTC_ERR_UNKNOWN";
+}

@@ -605,6 +605,18 @@ static void reap_engine(iotc_client *c)
 
 
 
+/* Connect and disconnect run on the service thread: there at once, from
+ * another thread at the next wake.  mu held. */
+static void hand_over(iotc_client *c)
+{
+    if (on_service(c)) {
+        run_commands(c);
+        settle(c);
+    } else {
+        iotc_link_wake(c->link);
+    }
+}
+
 int iotc_client_connect(iotc_client *c)
 {
     if (!c)
@@ -625,12 +637,7 @@ int iotc_client_connect(iotc_client *c)
     if (rc == IOTC_OK) {
         c->running = true;
         c->want_start = true;
-        if (on_service(c)) {
-            run_commands(c);
-            settle(c);
-        } else {
-            iotc_link_wake(c->link);
-        }
+        hand_over(c);
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -647,12 +654,7 @@ int iotc_client_disconnect(iotc_client *c)
     }
     c->want_start = false;
     c->want_stop = true;
-    if (on_service(c)) {
-        run_commands(c);
-        settle(c);
-    } else {
-        iotc_link_wake(c->link);
-    }
+    hand_over(c);
     pthread_mutex_unlock(&c->mu);
     return IOTC_OK;
 }

@@ -98,31 +98,6 @@ static void outf(const char *fmt, ...)
     va_end(ap);
 }
 
-/* The symbolic name, so the driver asserts on names rather than numbers. */
-static const char *err_name(int e)
-{
-    switch (e) {
-    case IOTC_OK: return "IOTC_OK";
-    case IOTC_ERR_INVALID_ARG: return "IOTC_ERR_INVALID_ARG";
-    case IOTC_ERR_NOMEM: return "IOTC_ERR_NOMEM";
-    case IOTC_ERR_QUEUE_DROPPED: return "IOTC_ERR_QUEUE_DROPPED";
-    case IOTC_ERR_QUEUE_OFF: return "IOTC_ERR_QUEUE_OFF";
-    case IOTC_ERR_TIMEOUT: return "IOTC_ERR_TIMEOUT";
-    case IOTC_ERR_NOT_CONNECTED: return "IOTC_ERR_NOT_CONNECTED";
-    case IOTC_ERR_CLOSED: return "IOTC_ERR_CLOSED";
-    case IOTC_ERR_REFUSED: return "IOTC_ERR_REFUSED";
-    case IOTC_ERR_TLS: return "IOTC_ERR_TLS";
-    case IOTC_ERR_PROTOCOL: return "IOTC_ERR_PROTOCOL";
-    case IOTC_ERR_BUSY: return "IOTC_ERR_BUSY";
-    case IOTC_ERR_INTERNAL: return "IOTC_ERR_INTERNAL";
-    case IOTC_ERR_CONNECTION_LOST: return "IOTC_ERR_CONNECTION_LOST";
-    case IOTC_ERR_CONNECT: return "IOTC_ERR_CONNECT";
-    case IOTC_ERR_TOO_LARGE: return "IOTC_ERR_TOO_LARGE";
-    case IOTC_ERR_CREDENTIALS: return "IOTC_ERR_CREDENTIALS";
-    case IOTC_ERR_UNSUPPORTED: return "IOTC_ERR_UNSUPPORTED";
-    default: return "UNKNOWN";
-    }
-}
 
 /* A reason may hold quotes or newlines; keep the line parseable. */
 static void sanitize(char *dst, size_t cap, const char *src)
@@ -186,7 +161,7 @@ static void on_failure(iotc_client *c, int err, uint8_t rc, const char *reason, 
     (void)c, (void)user;
     char r[512];
     sanitize(r, sizeof r, reason);
-    outf("FAILURE err=%s code=%d return_code=%u strerror=\"%s\" reason=\"%s\"", err_name(err), err, rc,
+    outf("FAILURE err=%s code=%d return_code=%u strerror=\"%s\" reason=\"%s\"", iotc_err_name(err), err, rc,
          iotc_strerror(err), r);
     pthread_mutex_lock(&S.mu);
     if (!S.fail_seen) {
@@ -205,7 +180,7 @@ static void on_interrupted(iotc_client *c, int err, const char *reason, void *us
     (void)c, (void)user;
     char r[512];
     sanitize(r, sizeof r, reason);
-    outf("INTERRUPTED err=%s reason=\"%s\"", err_name(err), r);
+    outf("INTERRUPTED err=%s reason=\"%s\"", iotc_err_name(err), r);
     pthread_mutex_lock(&S.mu);
     S.interrupts++;
     pthread_mutex_unlock(&S.mu);
@@ -275,7 +250,7 @@ static void on_pub_done(int status, uint8_t granted, void *user)
 {
     (void)granted;
     long idx = (long)(intptr_t)user;
-    outf("DONE %ld %s", idx, err_name(status));
+    outf("DONE %ld %s", idx, iotc_err_name(status));
     pthread_mutex_lock(&S.mu);
     if (idx >= 1 && idx <= S.count && S.done_status[idx] == 1) {
         S.done_status[idx] = status;
@@ -384,7 +359,7 @@ static int ws_keep(iotc_ws_request *req, void *user)
     do {                                                                                                           \
         int rc_ = (call);                                                                                          \
         if (rc_ != IOTC_OK) {                                                                                      \
-            fprintf(stderr, "iotc_itest: %s: %s (%s)\n", #call, err_name(rc_), iotc_builder_why(b));               \
+            fprintf(stderr, "iotc_itest: %s: %s (%s)\n", #call, iotc_err_name(rc_), iotc_builder_why(b));               \
             iotc_builder_free(b);                                                                                  \
             return NULL;                                                                                           \
         }                                                                                                          \
@@ -404,7 +379,7 @@ static iotc_builder *make_builder(const opts *o)
     else
         rc = iotc_new_default_builder(&b, endpoint);
     if (rc != IOTC_OK) {
-        fprintf(stderr, "iotc_itest: builder: %s\n", err_name(rc));
+        fprintf(stderr, "iotc_itest: builder: %s\n", iotc_err_name(rc));
         return NULL;
     }
     if (ws && o->cert) {
@@ -485,7 +460,7 @@ static int mode_pubsub(iotc_client *c, const opts *o)
     int rc = iotc_subscribe_wait(c, o->topic, 1, on_msg, (void *)o->topic, (uint32_t)o->timeout_ms, &granted);
     if (rc != IOTC_OK || granted != 1) {
         outf("SUMMARY {\"mode\":\"pubsub\",\"ok\":false,\"step\":\"subscribe\",\"err\":\"%s\",\"granted\":%u}",
-             err_name(rc), granted);
+             iotc_err_name(rc), granted);
         return EXIT_CHECK;
     }
     long busy = 0, call_errors = 0;
@@ -504,7 +479,7 @@ static int mode_pubsub(iotc_client *c, const opts *o)
         }
         if (rc != IOTC_OK) {
             call_errors++;
-            outf("PUB %ld call=%s", i, err_name(rc));
+            outf("PUB %ld call=%s", i, iotc_err_name(rc));
             pthread_mutex_lock(&S.mu);
             S.done_status[i] = rc;
             S.n_done++;
@@ -546,7 +521,7 @@ static int mode_outage(iotc_client *c, const opts *o)
 {
     uint8_t granted = 0xFF;
     int rc = iotc_subscribe_wait(c, o->topic, 1, on_msg, (void *)o->topic, (uint32_t)o->timeout_ms, &granted);
-    outf("SUBSCRIBED %s granted=%u", err_name(rc), granted);
+    outf("SUBSCRIBED %s granted=%u", iotc_err_name(rc), granted);
     if (rc != IOTC_OK || granted != 1)
         return EXIT_CHECK;
     uint64_t period = (uint64_t)(1000.0 / o->rate);
@@ -561,7 +536,7 @@ static int mode_outage(iotc_client *c, const opts *o)
          * the service thread must never precede its PUB line. */
         outf("PUB %ld", i);
         rc = iotc_publish(c, o->topic, p, (size_t)n, 1, false, on_pub_done, (void *)(intptr_t)i);
-        outf("CALL %ld %s", i, err_name(rc));
+        outf("CALL %ld %s", i, iotc_err_name(rc));
         if (rc != IOTC_OK) {
             pthread_mutex_lock(&S.mu);
             S.done_status[i] = rc;
@@ -614,7 +589,7 @@ static int mode_outage(iotc_client *c, const opts *o)
          "\"failures\":%d,\"stats_rc\":\"%s\",\"queued\":%zu,\"inflight\":%zu,\"dropped\":%" PRIu64
          ",\"drained\":%" PRIu64 ",\"messages\":%" PRIu64 ",\"connected\":%s}",
          done ? "true" : "false", pending, back ? "true" : "false", in_order ? "true" : "false", dups,
-         unexpected, interrupts, resumes, failures, err_name(src), st.queued, st.inflight, st.dropped,
+         unexpected, interrupts, resumes, failures, iotc_err_name(src), st.queued, st.inflight, st.dropped,
          st.drained, st.messages, st.connected ? "true" : "false");
     /* The driver judges the run from the lines above; the exit status only
      * says whether the program itself got to the end. */
@@ -627,7 +602,7 @@ static int mode_expect_fail(iotc_client *c, const opts *o)
 {
     int rc = iotc_client_connect(c);
     if (rc != IOTC_OK) {
-        outf("CONNECT-CALL %s", err_name(rc));
+        outf("CONNECT-CALL %s", iotc_err_name(rc));
         return EXIT_SETUP;
     }
     pthread_mutex_lock(&S.mu);
@@ -646,7 +621,7 @@ static int mode_expect_fail(iotc_client *c, const opts *o)
         outf("RESULT silent");
         return EXIT_SILENT;
     }
-    outf("RESULT failed err=%s return_code=%u reason=\"%s\"", err_name(err), code, reason);
+    outf("RESULT failed err=%s return_code=%u reason=\"%s\"", iotc_err_name(err), code, reason);
     return 0;
 }
 
@@ -679,8 +654,8 @@ int main(int argc, char **argv)
     rc = iotc_client_new(b, &cb, NULL, &c);
     iotc_builder_free(b);
     if (rc != IOTC_OK) {
-        fprintf(stderr, "iotc_itest: iotc_client_new: %s (%s)\n", err_name(rc), iotc_client_new_why());
-        outf("SETUP-FAILED err=%s why=\"%s\"", err_name(rc), iotc_client_new_why());
+        fprintf(stderr, "iotc_itest: iotc_client_new: %s (%s)\n", iotc_err_name(rc), iotc_client_new_why());
+        outf("SETUP-FAILED err=%s why=\"%s\"", iotc_err_name(rc), iotc_client_new_why());
         return EXIT_SETUP;
     }
     int status;
@@ -695,13 +670,13 @@ int main(int argc, char **argv)
             snprintf(reason, sizeof reason, "%s", S.first_fail_reason);
             pthread_mutex_unlock(&S.mu);
             outf("SUMMARY {\"mode\":\"%s\",\"ok\":false,\"step\":\"connect\",\"err\":\"%s\",\"reason\":\"%s\"}",
-                 o.mode, err_name(rc), reason);
+                 o.mode, iotc_err_name(rc), reason);
             iotc_client_free(c);
             return EXIT_CONNECT;
         }
         status = !strcmp(o.mode, "pubsub") ? mode_pubsub(c, &o) : mode_outage(c, &o);
         rc = iotc_client_disconnect_wait(c, 5000);
-        outf("DISCONNECT %s", err_name(rc));
+        outf("DISCONNECT %s", iotc_err_name(rc));
     }
     iotc_client_free(c);
     free(S.done_status);

@@ -74,7 +74,7 @@ FUZZERS  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: scenarios all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration \
+.PHONY: scenarios conformance all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration \
         run fuzz fuzzers coverage bench install clean
 
 all: lib $(SIM_A) $(IOTSIM) $(TOOLS) $(SAMPLES) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES) $(ITEST)
@@ -158,10 +158,10 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-k
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-unit check-fuzz-replay check-tools check-integration
-	@$(MAKE) --no-print-directory scenarios
+	@$(MAKE) --no-print-directory scenarios conformance
 	@$(MAKE) --no-print-directory check-valgrind
 	@$(MAKE) --no-print-directory SANITIZE=1 all
-	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay check-integration
+	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay check-integration conformance
 	@echo "make check: all passed"
 
 check-unit: $(TESTS) $(SIM_TESTS)
@@ -188,6 +188,11 @@ check-tools: $(TOOLS) $(IOTSIM)
 # Every scripted scenario against its own iotsim, two at a time (scenarios/README.md).
 scenarios: $(IOTSIM) $(TOOLS)
 	@echo "== scenarios"; python3 scenarios/run.py --build $(B) --report $(B)/scenarios scenarios/*.scn
+
+# ---- conformance -------------------------------------------------------------
+# Every documented AWS IoT behaviour iotsim reproduces, checked against it (conformance/README.md).
+conformance: $(IOTSIM)
+	@echo "== conformance"; /usr/bin/python3 conformance/run.py --build $(B) --report $(B)/conformance
 
 # ---- run ---------------------------------------------------------------------
 # Until iotsim exists, `make run` decodes the peers' captured traffic.

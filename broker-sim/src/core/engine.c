@@ -33,6 +33,7 @@ typedef struct sim_conn {
     uint32_t client_max_packet;  /* MQTT 5 Maximum Packet Size of the client; 0: none */
     char **alias;                /* inbound topic aliases 1..topic_alias_max */
     double pub_tokens, byte_tokens;
+    size_t pkt_bytes; /* bytes of the packet being read so far, for the log */
     uint64_t tokens_at;
     bool blackholed;
     uint64_t version_number;
@@ -503,6 +504,7 @@ static void deliver(sim_engine *e, sim_session *s, sim_msg *m, uint8_t qos, bool
     }
 }
 
+/* [AWS-WILDCARD-PARENT] a/# does not match a (unless hash_matches_parent). */
 static unsigned match_flags(const sim_engine *e)
 {
     return e->cfg.hash_matches_parent ? IOTC_MATCH_MQTT : IOTC_MATCH_AWS;
@@ -767,11 +769,14 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
     /* [AWS-MQTT-QOS2-WILL] v3: close without CONNACK; v5: 0x9B. */
     if (p->will && p->will_qos == 2)
         return refuse(e, c, -1, IOTC_RC_QOS_NOT_SUPPORTED, "Will QoS 2");
+    /* [AWS-RETAIN] classic: a Will with Will Retain is refused too. */
     if (p->will && p->will_retain && e->cfg.retain == SIM_RETAIN_DISCONNECT)
         return refuse(e, c, -1, IOTC_RC_RETAIN_NOT_SUPPORTED, "Will Retain (retain not supported in this profile)");
     /* [AWS-CLIENTID-LIMIT] */
     if (p->client_id.len > e->cfg.max_client_id)
         return refuse(e, c, IOTC_V3_CONNACK_ID_REJECTED, IOTC_RC_CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
+    /* [AWS-CLIENTID-GEN] $GEN/ ids are the broker's: refused from a client,
+     * assigned for an empty MQTT 5 client id below. */
     if (p->client_id.len >= 5 && memcmp(p->client_id.data, "$GEN/", 5) == 0)
         return refuse(e, c, IOTC_V3_CONNACK_ID_REJECTED, IOTC_RC_CLIENT_IDENTIFIER_NOT_VALID,
                       "client id with the reserved $GEN/ prefix");
@@ -805,7 +810,8 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
         uuid(e, sid);
         lc.session_identifier = sid;
         char *ev = sim_lc_connect_failed(&lc, "AUTHORIZATION_FAILED");
-        refuse(e, c, IOTC_V3_CONNACK_NOT_AUTHORIZED, IOTC_RC_NOT_AUTHORIZED, "principal not authorized to connect");
+        /* MQTT 3.1.1: closed with no CONNACK (aws-broker.md §6.6); MQTT 5: 0x87. */
+        refuse(e, c, -1, IOTC_RC_NOT_AUTHORIZED, "principal not authorized to connect");
         lifecycle(e, "presence", "connect_failed", client_id, ev);
         return false;
     }
@@ -850,6 +856,7 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
     } else if (!p->clean_start) {
         expiry = e->cfg.session_expiry_s;
     }
+    /* [AWS-SESSION-PRESENT] 1 only when a stored session is resumed. */
     bool present = false;
     if (s && (p->clean_start || s->version != p->version)) {
         decide(e, c, "session_discarded", p->clean_start ? "clean start" : "other protocol version");
@@ -1005,7 +1012,7 @@ static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
         close_conn(e, c, IOTC_RC_PACKET_TOO_LARGE, "CLIENT_ERROR", "payload over the limit");
         return false;
     }
-    /* MQTT 5 topic aliases (inbound only; the broker never sends one). */
+    /* [AWS-MQTT5-TOPIC-ALIAS] MQTT 5 topic aliases (inbound only; the broker never sends one). */
     if (v5 && (p->props.present & IOTC_PROP_BIT(IOTC_PROP_TOPIC_ALIAS))) {
         uint16_t a = p->props.topic_alias;
         if (!c->alias || a > e->cfg.topic_alias_max) {
@@ -1132,6 +1139,7 @@ static bool subscribe_one(sim_engine *e, sim_conn *c, const iotc_mqtt_sub *sub, 
         decide(e, c, "shared_subscription_refused", "not simulated yet");
         return true;
     }
+    /* [AWS-TOPIC-LIMITS] the same limits for filters. */
     if (iotc_aws_topic_limits_check(f, len, true, &lim) != IOTC_TOPIC_OK) {
         if (!v5) {
             close_conn(e, c, 0, "CLIENT_ERROR", "filter over the AWS IoT limits");
@@ -1177,6 +1185,7 @@ static bool handle_subscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_subscri
         close_conn(e, c, IOTC_RC_QUOTA_EXCEEDED, "CLIENT_ERROR", "too many filters in one SUBSCRIBE");
         return false;
     }
+    /* [AWS-MQTT5-SUBID] */
     if (v5 && p->props.sub_id_count) {
         close_conn(e, c, IOTC_RC_SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, "CLIENT_ERROR", "Subscription Identifier");
         return false;
@@ -1232,6 +1241,7 @@ static bool handle_subscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_subscri
         for (size_t k = 0; k < i; k++)
             if (res[k].at != SIZE_MAX)
                 granted[ngranted++] = s->subs[res[k].at].filter;
+        /* [AWS-LIFECYCLE-SUBS] */
         if (ngranted) {
             sim_lc_common lc = lc_for(e, c, s);
             lifecycle(e, "subscriptions", "subscribed", s->client_id,
@@ -1259,6 +1269,7 @@ static bool handle_subscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_subscri
 static bool handle_unsubscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_unsubscribe *p)
 {
     sim_session *s = c->s;
+    /* [AWS-SUB-PER-PACKET] UNSUBSCRIBE is treated like SUBSCRIBE. */
     if (p->count > e->cfg.max_filters_per_subscribe) {
         close_conn(e, c, IOTC_RC_QUOTA_EXCEEDED, "CLIENT_ERROR", "too many filters in one UNSUBSCRIBE");
         return false;
@@ -1288,6 +1299,7 @@ static bool handle_unsubscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_unsub
     }
     send_pkt(e, c, &a);
     sim_lc_common lc = lc_for(e, c, s);
+    /* [AWS-LIFECYCLE-SUBS] */
     lifecycle(e, "subscriptions", "unsubscribed", s->client_id,
               sim_lc_subscriptions(&lc, "unsubscribed", (const char *const *)names, n));
     for (size_t k = 0; k < n; k++)
@@ -1300,6 +1312,7 @@ static bool handle_unsubscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_unsub
 static bool handle(sim_engine *e, sim_conn *c, iotc_mqtt_packet *p)
 {
     if (c->state == C_AWAIT_CONNECT) {
+        /* [AWS-CONNECT-FIRST] */
         if (p->type != IOTC_MQTT_CONNECT) {
             decide(e, c, "close", "packet before CONNECT");
             e->io.close(e->ctx, c->id);
@@ -1356,7 +1369,7 @@ static bool handle(sim_engine *e, sim_conn *c, iotc_mqtt_packet *p)
         return false;
     }
     default:
-        /* PUBREC, PUBREL, PUBCOMP (no QoS 2 at AWS), CONNACK, SUBACK... from a client, AUTH. */
+        /* [AWS-UNSUPPORTED-PACKETS] PUBREC, PUBREL, PUBCOMP (no QoS 2 at AWS), CONNACK, SUBACK... from a client, AUTH. */
         close_conn(e, c, IOTC_RC_PROTOCOL_ERROR, "CLIENT_ERROR", "packet type not supported from a client");
         return false;
     }
@@ -1388,8 +1401,16 @@ size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size
         iotc_mqtt_error err;
         iotc_mqtt_status st = iotc_mqtt_reader_feed(&c->rd, data + taken, len - taken, &used, &p, &err);
         taken += used;
+        /* Every byte read counts, the pieces of a packet that arrives in
+         * several reads included (only its last piece was charged). */
+        c->pkt_bytes += used;
+        if (c->state == C_LIVE && e->cfg.throughput)
+            c->byte_tokens -= (double)used;
         if (st == IOTC_MQTT_NEED_MORE)
             break;
+        size_t pkt_size = c->pkt_bytes;
+        c->pkt_bytes = 0;
+        /* [AWS-MALFORMED] a packet the strict reader refuses closes the connection. */
         if (st != IOTC_MQTT_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s at offset %zu: %s", iotc_mqtt_status_str(st), err.offset, err.what);
@@ -1408,12 +1429,9 @@ size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size
             return len;
         }
         c->last_rx = now_ms;
-        if (c->state == C_LIVE && e->cfg.throughput) {
-            c->byte_tokens -= (double)used;
-            if (c->byte_tokens < 0) /* in debt: input pauses until it is paid */
-                want(e, now_ms + (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1);
-        }
-        log_packet(e, c, "in", &p, used);
+        if (c->state == C_LIVE && e->cfg.throughput && c->byte_tokens < 0) /* in debt: input pauses until it is paid */
+            want(e, now_ms + (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1);
+        log_packet(e, c, "in", &p, pkt_size);
         if (!handle(e, c, &p))
             return len; /* the connection is gone */
     }

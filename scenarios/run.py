@@ -627,6 +627,7 @@ def parse_expect_broker(L, sc, st):
     st.filters = []
     st.count, st.count_op = None, "=="
     st.every, st.intervals, st.rate_max, st.tol, st.clock = None, None, None, None, "wall"
+    st.spread = None  # intervals: their sum must stay under this share of the ranges' tops
     while L.more():
         t = L.next("option")
         k = t.text
@@ -672,6 +673,19 @@ def parse_expect_broker(L, sc, st):
             if not st.intervals:
                 raise L.err("list the intervals, e.g. intervals 200ms 400ms 800ms within 20%")
             st.tol = L.tolerance()
+        elif k == "spread-below":
+            # Jitter: the waits must not all sit at their ceilings.  A client
+            # without jitter waits the whole ceiling each time (100%); full
+            # jitter averages 50%.
+            t = L.next("percentage")
+            try:
+                if not t.text.endswith("%"):
+                    raise ValueError
+                st.spread = float(t.text[:-1]) / 100.0
+                if not 0 < st.spread <= 1:
+                    raise ValueError
+            except ValueError:
+                raise L.err("spread-below wants a percentage in (0%, 100%], e.g. 85%", t)
         elif k == "rate":
             L.word("`at-most`", ("at-most",))
             st.rate_max = L.rate("rate")
@@ -687,6 +701,8 @@ def parse_expect_broker(L, sc, st):
         raise L.err("`every` and `rate` need a `count` (which records, and how many to wait for)")
     if st.intervals is not None and st.since is None:
         raise L.err("`intervals` are measured from a mark: add `since LABEL` (the first interval runs from it)")
+    if st.spread is not None and st.intervals is None:
+        raise L.err("`spread-below` goes with `intervals` (it compares their sum with the ranges' tops)")
     return st
 
 
@@ -1312,6 +1328,13 @@ class Run:
                     "intervals %s%s" % (" ".join(fmt_ms(g) for g in gaps),
                                         (" (off at #%s)" % ",".join(str(i + 1) for i in bad)) if bad else ""),
                     st.client)
+            if st.spread is not None:
+                tops = sum(hi for _, hi in st.intervals)
+                share = sum(gaps[:len(st.intervals)]) / tops if tops else 1.0
+                if share >= st.spread:
+                    raise Failure(st, "%s: intervals adding up to under %.0f%% of their tops (%s)" % (
+                        desc, st.spread * 100, fmt_ms(tops)),
+                        "%.0f%%: intervals %s" % (share * 100, " ".join(fmt_ms(g) for g in gaps)), st.client)
         if st.every is not None:
             gaps = [times[i + 1] - times[i] for i in range(len(times) - 1)]
             bad = [i for i, g in enumerate(gaps) if not tol_ok(st.every, g, st.tol)]

@@ -913,6 +913,147 @@ def connect_refused_v311_no_connack(x):
     ended_without(c, "a CONNACK (AWS closes an unauthorized MQTT 3.1.1 CONNECT without one, §1.15/§6.6)")
 
 
+# ---- IoT policies (§6) ------------------------------------------------------------------
+
+_ARN = "arn:aws:iot:us-east-1:123456789012:"
+_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": _ARN + "client/pol-*"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": [_ARN + "topic/d/*", _ARN + "topic/own/${iot:ClientId}"]},
+    {"Sid": "secret", "Effect": "Deny", "Action": ["iot:Publish", "iot:Receive"], "Resource": _ARN + "topic/d/secret/*"},
+    {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": [_ARN + "topicfilter/d/#", _ARN + "topicfilter/d/open"]}]}
+
+
+def _policy_sim(x):
+    """Device "pol" has the restrictive policy above; the default device keeps allow-all."""
+    return x.sim(tcp=False, config={"policies": {"restricted": _POLICY},
+                                    "things": [{"name": "pol", "policies": ["restricted"]}]})
+
+
+def _pol(x, s, cid, v=4, **kw):
+    return x.client(s, cid, v=v, listener="mtls", device="pol", **kw)
+
+
+@chk
+def policy_connect_denied_v311_no_connack(x):
+    s = _policy_sim(x)
+    c = x.raw(s, listener="mtls", device="pol")
+    c.send(connect_pkt("intruder"))
+    ended_without(c, "a CONNACK (iot:Connect denied: AWS closes an MQTT 3.1.1 CONNECT without one, §6.6)")
+    ev = decision(s, "not_authorized", action="iot:Connect")
+    check(ev and ev.get("resource") == _ARN + "client/intruder" and ev.get("effect") == "default deny",
+          "no not_authorized decision for iot:Connect on client/intruder: %s" % ev)
+
+
+@chk
+def policy_connect_denied_v5_87_connect_failed(x):
+    s = _policy_sim(x)
+    w = x.client(s, "watch", listener="mtls")
+    x.sub(w, [("$aws/events/presence/connect_failed/+", 1)])
+    c = x.raw(s, v=5, listener="mtls", device="pol")
+    a = c.connect("intruder5")
+    check(a["type"] == "CONNACK" and a["rc"] == 0x87, "iot:Connect denied, MQTT 5: expected CONNACK 0x87, got %s"
+          % brief(a))
+    got = w.collect(until=1, quiet=1.0)
+    check(len(got) == 1 and got[0]["topic"] == "$aws/events/presence/connect_failed/intruder5",
+          "no connect_failed event for intruder5: %s" % [brief(p) for p in got])
+    ev = json.loads(got[0]["payload"])
+    check(ev.get("connectFailureReason") == "AUTHORIZATION_FAILED", "connect_failed payload: %s" % ev)
+    # A Will on a topic the device may not publish to refuses the CONNECT too (§6.2, §4.2).
+    c = x.raw(s, v=5, listener="mtls", device="pol")
+    a = c.connect("pol-will", will=("elsewhere/lwt", "x", 0, False))
+    check(a["type"] == "CONNACK" and a["rc"] == 0x87, "Will topic not publishable, MQTT 5: expected CONNACK "
+          "0x87, got %s" % brief(a))
+    _pol(x, s, "pol-ok", v=5, will=("d/lwt", "x", 0, False))
+
+
+@chk
+def policy_publish_denied_v311_closes(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-p3")
+    c.send(publish("d/ok", "x", qos=1, pid=1))
+    a = c.expect("PUBACK")
+    check(a["type"] == "PUBACK", "allowed publish: expected PUBACK, got %s" % brief(a))
+    c.send(publish("elsewhere", "x", qos=1, pid=2))
+    ended_without(c, "a PUBACK (iot:Publish denied: MQTT 3.1.1 closes the connection, §6.6)")
+    close_reason(s, "AUTH_ERROR")
+
+
+@chk
+def policy_publish_denied_v5_puback_87(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-p5", v=5)
+    c.send(publish("elsewhere", "x", qos=1, pid=1, v=5))
+    a = c.expect("PUBACK")
+    check(a["type"] == "PUBACK" and a["rc"] == 0x87, "iot:Publish denied, MQTT 5 QoS 1: expected PUBACK 0x87, got %s"
+          % brief(a))
+    c.send(publish("elsewhere", "x", qos=0, v=5))
+    check(c.alive(), "MQTT 5: the connection must stay open after a denied PUBLISH (QoS 0 dropped silently)")
+
+
+@chk
+def policy_subscribe_denied_v311_no_suback(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-s3")
+    check(x.sub(c, [("d/#", 1)]) == [1], "allowed filter d/# not granted")
+    c.send(subscribe(2, [("d/+", 1)]))
+    ended_without(c, "a SUBACK (iot:Subscribe denied: MQTT 3.1.1 closes the connection, §6.6)")
+    close_reason(s, "AUTH_ERROR")
+
+
+@chk
+def policy_subscribe_denied_v5_suback_87(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-s5", v=5)
+    codes = x.sub(c, [("d/+", 1), ("d/open", 1)])
+    check(codes == [0x87, 1], "MQTT 5: expected SUBACK [0x87, 0x01] (d/+ is not the literal filter the policy "
+          "names, d/open is), got %s" % ["0x%02x" % k for k in codes])
+    check(c.alive(), "MQTT 5: the connection must stay open after a denied filter")
+
+
+@chk
+def policy_receive_denied_not_delivered(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-r")
+    x.sub(c, [("d/#", 1)])
+    p = x.client(s, "pub", listener="mtls")
+    p.send(publish("d/secret/x", "hidden", qos=1, pid=1))
+    p.send(publish("d/open", "seen", qos=1, pid=2))
+    got = c.collect(quiet=0.6)
+    check([g["topic"] for g in got] == ["d/open"], "iot:Receive denied on d/secret/x: expected only d/open, got %s"
+          % [brief(g) for g in got])
+    check(c.alive(), "a denied Receive must not close the connection")
+
+
+@chk
+def policy_deny_over_allow_decision_record(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-e", v=5)
+    for pid, topic, rc, effect in ((1, "d/open", 0, "Allow"), (2, "d/secret/x", 0x87, "Deny"),
+                                   (3, "other", 0x87, "default deny")):
+        c.send(publish(topic, "x", qos=1, pid=pid, v=5))
+        a = c.expect("PUBACK")
+        check(a["type"] == "PUBACK" and a["rc"] == rc, "publish to %s: expected PUBACK 0x%02x (%s), got %s"
+              % (topic, rc, effect, brief(a)))
+        ev = decision(s, "authorized" if rc == 0 else "not_authorized", action="iot:Publish",
+                      resource=_ARN + "topic/" + topic)
+        check(ev and ev.get("effect") == effect, "decision for %s: expected effect %s, got %s" % (topic, effect, ev))
+        if effect == "Deny":
+            check(ev.get("policy") == "restricted" and ev.get("statement") == 2 and ev.get("sid") == "secret",
+                  "the decision must name the deciding statement (restricted, 2, sid secret): %s" % ev)
+
+
+@chk
+def policy_variable_client_id(x):
+    s = _policy_sim(x)
+    c = _pol(x, s, "pol-v", v=5)
+    for pid, topic, rc in ((1, "own/pol-v", 0), (2, "own/pol-w", 0x87)):
+        c.send(publish(topic, "x", qos=1, pid=pid, v=5))
+        a = c.expect("PUBACK")
+        check(a["type"] == "PUBACK" and a["rc"] == rc, "topic/own/${iot:ClientId} for client pol-v, publish to %s: "
+              "expected PUBACK 0x%02x, got %s" % (topic, rc, brief(a)))
+
+
 @chk
 def reserved_topics_v311(x):
     s = x.sim()

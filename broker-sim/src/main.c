@@ -25,6 +25,7 @@
 
 #include "sim_config.h"
 #include "sim_pki.h"
+#include "sim_policy.h"
 #include "sim_registry.h"
 #include "sim_server.h"
 
@@ -37,6 +38,7 @@
 typedef struct {
     char dir[PATH_MAX];
     sim_registry reg;
+    sim_policy_store *pol; /* the IoT policies and what they are attached to */
     sim_profile profile;
     sim_server *srv;
     const char *log_path;
@@ -62,6 +64,77 @@ static bool exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0;
+}
+
+/* ${iot:Certificate.Subject.X} and .Issuer.X (aws-broker.md §6.3): the first
+ * value as X, the next ones as X.1, X.2 ..., at most 5 values per field. */
+static void dn_vars(app *a, const char *principal, const char *side, const X509_NAME *dn)
+{
+    static const struct {
+        int nid;
+        const char *name;
+    } F[] = {{NID_commonName, "CommonName"},
+             {NID_countryName, "Country"},
+             {NID_organizationName, "Organization"},
+             {NID_organizationalUnitName, "OrganizationalUnit"},
+             {NID_dnQualifier, "DistinguishedNameQualifier"},
+             {NID_stateOrProvinceName, "State"},
+             {NID_localityName, "Locality"},
+             {NID_serialNumber, "SerialNumber"},
+             {NID_title, "Title"},
+             {NID_surname, "Surname"},
+             {NID_givenName, "GivenName"},
+             {NID_initials, "Initials"},
+             {NID_pseudonym, "Pseudonym"},
+             {NID_generationQualifier, "GenerationQualifier"}};
+    for (size_t f = 0; f < sizeof F / sizeof F[0]; f++) {
+        int pos = -1, k = 0;
+        while (k < 5 && (pos = X509_NAME_get_index_by_NID(dn, F[f].nid, pos)) >= 0) {
+            unsigned char *utf8 = NULL;
+            X509_NAME_ENTRY *ent = X509_NAME_get_entry(dn, pos);
+            if (ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(ent)) >= 0 && utf8) {
+                char name[96];
+                if (k)
+                    snprintf(name, sizeof name, "%s%s.%d", side, F[f].name, k);
+                else
+                    snprintf(name, sizeof name, "%s%s", side, F[f].name);
+                sim_policy_store_set_cert_var(a->pol, principal, name, (const char *)utf8);
+            }
+            OPENSSL_free(utf8);
+            k++;
+        }
+    }
+}
+
+/* Tells the policy store about a device: the policies its registry entry
+ * names (the built-in allow-all for every device the simulator creates) and
+ * the certificate's fields for the ${iot:Certificate.*} variables. */
+static void principal_init(app *a, const sim_device *d)
+{
+    if (!a->pol)
+        return;
+    char names[512], err[256];
+    snprintf(names, sizeof names, "%s", d->policy ? d->policy : SIM_POLICY_ALLOW_ALL);
+    char *save = NULL;
+    for (char *n = strtok_r(names, " ,", &save); n; n = strtok_r(NULL, " ,", &save))
+        if (sim_policy_store_attach(a->pol, d->cert_id, n, err, sizeof err))
+            fprintf(stderr, "iotsim: warning: thing %s: %s (registry.json): not attached\n", d->thing, err);
+    char p[PATH_MAX + 320];
+    path_in(a, d->cert_file, p, sizeof p);
+    X509 *x = NULL;
+    if (sim_pki_load_cert(p, &x, err, sizeof err))
+        return;
+    dn_vars(a, d->cert_id, "Subject.", X509_get_subject_name(x));
+    dn_vars(a, d->cert_id, "Issuer.", X509_get_issuer_name(x));
+    /* The serial as hex digits, upper case as the AWS console shows
+     * certificate ids [UNCONFIRMED: the format AWS substitutes]. */
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    if (hex)
+        sim_policy_store_set_cert_var(a->pol, d->cert_id, "SerialNumber", hex);
+    OPENSSL_free(hex);
+    BN_free(bn);
+    X509_free(x);
 }
 
 /* Writes a device certificate and key signed by the CA and registers it. */
@@ -102,9 +175,10 @@ static int add_device(app *a, const char *name, char *err, size_t errlen)
         sim_pki_issue(cak, cac, &req, &key, &crt, err, errlen) || sim_pki_cert_id(crt, id) ||
         sim_pki_write_key(abs_key, key, err, errlen) || sim_pki_write_cert(abs_crt, crt, err, errlen))
         goto out;
-    sim_device d = {(char *)name, id, "ACTIVE", rel_crt, rel_key, "allow-all"};
+    sim_device d = {(char *)name, id, "ACTIVE", rel_crt, rel_key, SIM_POLICY_ALLOW_ALL};
     if (sim_registry_add(&a->reg, &d, err, errlen) || sim_registry_save(&a->reg, err, errlen))
         goto out;
+    principal_init(a, sim_registry_by_thing(&a->reg, name));
     rc = 0;
 out:
     EVP_PKEY_free(cak);
@@ -148,6 +222,8 @@ static int ensure_state(app *a, char *err, size_t errlen)
     path_in(a, "registry.json", p, sizeof p);
     if (sim_registry_load(&a->reg, p, err, errlen))
         return -1;
+    for (size_t i = 0; i < a->reg.n; i++)
+        principal_init(a, &a->reg.v[i]);
     char ca_crt[PATH_MAX + 16], ca_key[PATH_MAX + 16], srv_crt[PATH_MAX + 16], srv_key[PATH_MAX + 16];
     path_in(a, "ca.crt", ca_crt, sizeof ca_crt);
     path_in(a, "ca.key", ca_key, sizeof ca_key);
@@ -308,17 +384,51 @@ static int add_device_pem(app *a, const char *name, const char *pem, const char 
     }
     if (sim_pki_cert_id(crt, id) || sim_pki_write_cert(abs, crt, err, errlen))
         goto out;
-    sim_device d = {(char *)name, id, (char *)status, rel, "", "allow-all"};
+    sim_device d = {(char *)name, id, (char *)status, rel, "", SIM_POLICY_ALLOW_ALL};
     rc = sim_registry_add(&a->reg, &d, err, errlen) || sim_registry_save(&a->reg, err, errlen) ? -1 : 0;
+    if (rc == 0)
+        principal_init(a, sim_registry_by_thing(&a->reg, name));
 out:
     X509_free(ca);
     X509_free(crt);
     return rc;
 }
 
-/* The configuration's "things": [{"name", "certificate_pem"?, "status"?}].
- * A thing without a PEM gets a generated certificate and key; a thing that
- * is already registered keeps its certificate and takes the status. */
+/* things[i].policies: the names of declared policies, attached to the
+ * thing's certificate in place of what it had (AWS attaches policies to
+ * certificates, the principals, not to things). */
+static int attach_policies(app *a, size_t i, const char *thing, const cJSON *pols, char *err, size_t errlen)
+{
+    if (!cJSON_IsArray(pols)) {
+        snprintf(err, errlen, "things[%zu].policies: must be a list of policy names", i);
+        return -1;
+    }
+    const sim_device *d = sim_registry_by_thing(&a->reg, thing);
+    if (!d)
+        return -1;
+    sim_policy_store_detach_all(a->pol, d->cert_id);
+    const cJSON *n;
+    size_t k = 0;
+    cJSON_ArrayForEach(n, pols)
+    {
+        char why[256];
+        if (!cJSON_IsString(n)) {
+            snprintf(err, errlen, "things[%zu].policies[%zu]: must be a policy name", i, k);
+            return -1;
+        }
+        if (sim_policy_store_attach(a->pol, d->cert_id, n->valuestring, why, sizeof why)) {
+            snprintf(err, errlen, "things[%zu].policies[%zu]: %s (declare it under \"policies\")", i, k, why);
+            return -1;
+        }
+        k++;
+    }
+    return 0;
+}
+
+/* The configuration's "things": [{"name", "certificate_pem"?, "status"?,
+ * "policies"?}].  A thing without a PEM gets a generated certificate and
+ * key; a thing that is already registered keeps its certificate and takes
+ * the status. */
 static int apply_things(app *a, const cJSON *things, char *err, size_t errlen)
 {
     if (!cJSON_IsArray(things)) {
@@ -335,9 +445,10 @@ static int apply_things(app *a, const cJSON *things, char *err, size_t errlen)
         const cJSON *k;
         cJSON_ArrayForEach(k, t)
         {
-            if (strcmp(k->string, "name") && strcmp(k->string, "certificate_pem") && strcmp(k->string, "status")) {
-                snprintf(err, errlen, "things[%zu].%.64s: unknown key (want name, certificate_pem, status)", i,
-                         k->string);
+            if (strcmp(k->string, "name") && strcmp(k->string, "certificate_pem") && strcmp(k->string, "status") &&
+                strcmp(k->string, "policies")) {
+                snprintf(err, errlen, "things[%zu].%.64s: unknown key (want name, certificate_pem, status, policies)",
+                         i, k->string);
                 return -1;
             }
         }
@@ -378,6 +489,79 @@ static int apply_things(app *a, const cJSON *things, char *err, size_t errlen)
                     return -1;
             }
         }
+        const cJSON *pols = cJSON_GetObjectItemCaseSensitive(t, "policies");
+        if (pols && attach_policies(a, i, name->valuestring, pols, err, errlen))
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+/* One declared policy; errors name the key: "policies.NAME: reason". */
+static int add_policy(app *a, const char *key, const char *name, const cJSON *doc, char *err, size_t errlen)
+{
+    char why[512];
+    char *text = NULL;
+    if (cJSON_IsString(doc))
+        text = strdup(doc->valuestring); /* the document as text, as the AWS CLI takes it */
+    else if (cJSON_IsObject(doc))
+        text = cJSON_PrintUnformatted(doc);
+    else {
+        snprintf(err, errlen, "%s: the document must be a JSON object or a string holding one", key);
+        return -1;
+    }
+    if (!text) {
+        snprintf(err, errlen, "%s: out of memory", key);
+        return -1;
+    }
+    sim_policy *p = sim_policy_parse(name, text, strlen(text), why, sizeof why);
+    free(text);
+    if (!p || sim_policy_store_add(a->pol, p, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", key, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* "policies": {"NAME": DOCUMENT, ...} or [{"name": NAME, "document": DOCUMENT}]. */
+static int apply_policies(app *a, const cJSON *pols, char *err, size_t errlen)
+{
+    char key[200];
+    const cJSON *x;
+    size_t i = 0;
+    if (cJSON_IsObject(pols)) {
+        cJSON_ArrayForEach(x, pols)
+        {
+            snprintf(key, sizeof key, "policies.%.128s", x->string);
+            if (add_policy(a, key, x->string, x, err, errlen))
+                return -1;
+        }
+        return 0;
+    }
+    if (!cJSON_IsArray(pols)) {
+        snprintf(err, errlen, "policies: must be {\"NAME\": DOCUMENT} or [{\"name\", \"document\"}]");
+        return -1;
+    }
+    cJSON_ArrayForEach(x, pols)
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(x, "name");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(x, "document");
+        const cJSON *k;
+        snprintf(key, sizeof key, "policies[%zu]", i);
+        cJSON_ArrayForEach(k, x)
+        {
+            if (strcmp(k->string, "name") && strcmp(k->string, "document")) {
+                snprintf(err, errlen, "%s.%.64s: unknown key (want name, document)", key, k->string);
+                return -1;
+            }
+        }
+        if (!cJSON_IsString(n) || !d) {
+            snprintf(err, errlen, "%s: needs \"name\" (a string) and \"document\"", key);
+            return -1;
+        }
+        snprintf(key, sizeof key, "policies[%zu] (%.128s)", i, n->valuestring);
+        if (add_policy(a, key, n->valuestring, d, err, errlen))
+            return -1;
         i++;
     }
     return 0;
@@ -424,17 +608,19 @@ static int config_load(app *a, sim_config *cfg, sim_profile *profile, const char
         return -1;
     }
     cJSON *things = cJSON_DetachItemFromObjectCaseSensitive(root, "things");
+    cJSON *pols = cJSON_DetachItemFromObjectCaseSensitive(root, "policies");
     char *rest = NULL;
-    if (cJSON_GetObjectItemCaseSensitive(root, "policies")) {
-        snprintf(inner, sizeof inner, "policies: not simulated yet (every device has the allow-all policy)");
-    } else if ((rest = cJSON_PrintUnformatted(root)) != NULL &&
-               sim_config_parse(cfg, profile, rest, strlen(rest), inner, sizeof inner) == 0) {
+    /* Policies first: the things attach them by name. */
+    if ((!pols || apply_policies(a, pols, inner, sizeof inner) == 0) &&
+        (rest = cJSON_PrintUnformatted(root)) != NULL &&
+        sim_config_parse(cfg, profile, rest, strlen(rest), inner, sizeof inner) == 0) {
         rc = things ? apply_things(a, things, inner, sizeof inner) : 0;
     }
     if (rc)
         snprintf(err, errlen, "%.300s: %s", path, inner[0] ? inner : "out of memory");
     free(rest);
     cJSON_Delete(things);
+    cJSON_Delete(pols);
     cJSON_Delete(root);
     return rc;
 }
@@ -514,9 +700,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "iotsim: %s\n", err);
         return 1;
     }
+    a.pol = sim_policy_store_new(REGION, ACCOUNT);
+    if (!a.pol) {
+        fprintf(stderr, "iotsim: out of memory\n");
+        return 1;
+    }
     if (ensure_state(&a, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: state directory %s: %s\n", a.dir, err);
         sim_registry_free(&a.reg);
+        sim_policy_store_free(a.pol);
         return 1;
     }
     if (device_cmd) {
@@ -526,6 +718,7 @@ int main(int argc, char **argv)
         else
             printf("%s/devices/%s.crt\n%s/devices/%s.key\n", a.dir, device_name, a.dir, device_name);
         sim_registry_free(&a.reg);
+        sim_policy_store_free(a.pol);
         return rc ? 1 : 0;
     }
 
@@ -535,12 +728,15 @@ int main(int argc, char **argv)
     if (config && config_load(&a, &cfg, &a.profile, config, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: %s\n", err);
         sim_registry_free(&a.reg);
+        sim_policy_store_free(a.pol);
         return 2;
     }
+    cfg.policies = a.pol;
     FILE *log = NULL;
     if (a.log_path && !(log = fopen(a.log_path, "a"))) {
         fprintf(stderr, "iotsim: --log %s: %s\n", a.log_path, strerror(errno));
         sim_registry_free(&a.reg);
+        sim_policy_store_free(a.pol);
         return 1;
     }
     char ca[PATH_MAX + 16], crt[PATH_MAX + 16], key[PATH_MAX + 16];
@@ -569,6 +765,7 @@ int main(int argc, char **argv)
         if (log)
             fclose(log);
         sim_registry_free(&a.reg);
+        sim_policy_store_free(a.pol);
         return 1;
     }
     g_srv = a.srv;
@@ -586,6 +783,7 @@ int main(int argc, char **argv)
     if (log)
         fclose(log);
     sim_registry_free(&a.reg);
+    sim_policy_store_free(a.pol); /* after the engine, which pointed at it */
     fprintf(stderr, "iotsim: stopped\n");
     return rc ? 1 : 0;
 }

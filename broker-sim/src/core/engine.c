@@ -14,6 +14,7 @@
 #include "sim_lifecycle.h"
 #include "sim_map.h"
 #include "sim_msg.h"
+#include "sim_policy.h"
 #include "sim_session.h"
 
 enum { C_AWAIT_CONNECT, C_LIVE };
@@ -162,6 +163,35 @@ static void decide(sim_engine *e, sim_conn *c, const char *what, const char *det
     if (detail)
         cJSON_AddStringToObject(o, "detail", detail);
     emit(e, o);
+}
+
+/* Asks the IoT policies whether `c` may do `a` on `name[0..len)`; the
+ * decision and the statement that made it go to the event log.  Allowed when
+ * the engine has no policy store or the connection no principal. */
+static bool authorize(sim_engine *e, sim_conn *c, const char *client_id, sim_iot_action a, const char *name, size_t len)
+{
+    if (!e->cfg.policies || !c->principal)
+        return true;
+    sim_policy_decision d;
+    char arn[600];
+    sim_policy_authorize(e->cfg.policies, c->principal, client_id, c->thing, a, name, len, &d, arn, sizeof arn);
+    cJSON *o = rec(e, c, "decision");
+    if (o) {
+        cJSON_AddStringToObject(o, "what", d.allowed ? "authorized" : "not_authorized");
+        if (!c->s && client_id)
+            cJSON_AddStringToObject(o, "client", client_id);
+        cJSON_AddStringToObject(o, "action", sim_iot_action_name(a));
+        cJSON_AddStringToObject(o, "resource", arn);
+        cJSON_AddStringToObject(o, "effect", d.explicit_deny ? "Deny" : d.allowed ? "Allow" : "default deny");
+        if (d.policy) {
+            cJSON_AddStringToObject(o, "policy", d.policy);
+            cJSON_AddNumberToObject(o, "statement", d.statement);
+            if (d.sid)
+                cJSON_AddStringToObject(o, "sid", d.sid);
+        }
+        emit(e, o);
+    }
+    return d.allowed;
 }
 
 static void log_packet(sim_engine *e, sim_conn *c, const char *dir, const iotc_mqtt_packet *p, size_t size)
@@ -376,9 +406,17 @@ static bool send_publish(sim_engine *e, sim_conn *c, const sim_item *it, uint16_
     return send_pkt(e, c, &p);
 }
 
+/* [AWS-POLICY-RECEIVE] iot:Receive is checked on every delivery: a denied
+ * message is not delivered (no error: aws-broker.md §6.6), and a Deny cuts
+ * off a subscription that already exists. */
+static bool may_receive(sim_engine *e, sim_conn *c, const sim_item *it)
+{
+    return authorize(e, c, c->s->client_id, SIM_IOT_RECEIVE, (const char *)it->m->topic.data, it->m->topic.len);
+}
+
 static void send_qos0(sim_engine *e, sim_conn *c, const sim_item *it)
 {
-    if (too_big_for(e, c, it))
+    if (too_big_for(e, c, it) || !may_receive(e, c, it))
         return;
     send_publish(e, c, it, 0);
     /* [AWS-MQTT-QOS0-DUP] QoS 0 is "zero or more times". */
@@ -403,7 +441,7 @@ static bool window_free(const sim_conn *c)
 /* Sends one QoS 1 item into the window; takes over its reference. */
 static void send_qos1(sim_engine *e, sim_conn *c, sim_item it)
 {
-    if (too_big_for(e, c, &it)) {
+    if (too_big_for(e, c, &it) || !may_receive(e, c, &it)) {
         sim_msg_unref(it.m);
         return;
     }
@@ -796,9 +834,20 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
     }
     size_t idlen = strlen(client_id);
 
+    /* [AWS-POLICY-CONNECT] iot:Connect on client/<id>, and iot:Publish on the
+     * Will topic (iot:RetainPublish too for a retained Will): denied, the
+     * CONNECT is refused as not authorized, as for an inactive certificate. */
+    const char *why = c->denied ? "principal not authorized to connect" : NULL;
+    if (!why && !authorize(e, c, client_id, SIM_IOT_CONNECT, client_id, idlen))
+        why = "iot:Connect not authorized";
+    if (!why && p->will &&
+        (!authorize(e, c, client_id, SIM_IOT_PUBLISH, (const char *)p->will_topic.data, p->will_topic.len) ||
+         (p->will_retain &&
+          !authorize(e, c, client_id, SIM_IOT_RETAIN_PUBLISH, (const char *)p->will_topic.data, p->will_topic.len))))
+        why = "iot:Publish on the Will topic not authorized";
     /* [AWS-LIFECYCLE-FAILED] a principal that may not connect: refused, and
      * $aws/events/presence/connect_failed/<id> says why. */
-    if (c->denied) {
+    if (why) {
         sim_lc_common lc;
         memset(&lc, 0, sizeof lc);
         lc.client_id = client_id;
@@ -811,7 +860,7 @@ static bool handle_connect(sim_engine *e, sim_conn *c, const iotc_mqtt_connect *
         lc.session_identifier = sid;
         char *ev = sim_lc_connect_failed(&lc, "AUTHORIZATION_FAILED");
         /* MQTT 3.1.1: closed with no CONNACK (aws-broker.md §6.6); MQTT 5: 0x87. */
-        refuse(e, c, -1, IOTC_RC_NOT_AUTHORIZED, "principal not authorized to connect");
+        refuse(e, c, -1, IOTC_RC_NOT_AUTHORIZED, why);
         lifecycle(e, "presence", "connect_failed", client_id, ev);
         return false;
     }
@@ -1058,6 +1107,20 @@ static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
         close_conn(e, c, 0, "AUTH_ERROR", "publish to a reserved topic");
         return false;
     }
+    /* [AWS-POLICY-PUBLISH] iot:Publish on topic/<topic> (and iot:RetainPublish
+     * with RETAIN): v3 closes the connection; v5 answers a QoS 1 PUBLISH with
+     * PUBACK 0x87 and drops a QoS 0 one, the connection stays (§3.7, §6.6). */
+    if (!authorize(e, c, c->s->client_id, SIM_IOT_PUBLISH, topic, p->topic.len) ||
+        (p->retain && !authorize(e, c, c->s->client_id, SIM_IOT_RETAIN_PUBLISH, topic, p->topic.len))) {
+        if (v5) {
+            if (p->qos == 1)
+                puback(e, c, p->packet_id, IOTC_RC_NOT_AUTHORIZED);
+            decide(e, c, "publish_refused", "not authorized");
+            return true;
+        }
+        close_conn(e, c, 0, "AUTH_ERROR", "PUBLISH not authorized");
+        return false;
+    }
     /* [AWS-RETAIN] classic: a retain request disconnects. */
     if (p->retain && e->cfg.retain == SIM_RETAIN_DISCONNECT) {
         close_conn(e, c, IOTC_RC_RETAIN_NOT_SUPPORTED, "CLIENT_ERROR", "retain not supported in this profile");
@@ -1156,6 +1219,12 @@ static bool subscribe_one(sim_engine *e, sim_conn *c, const iotc_mqtt_sub *sub, 
         r->code = IOTC_RC_NOT_AUTHORIZED;
         return true;
     }
+    /* [AWS-POLICY-SUBSCRIBE] MQTT 5: SUBACK 0x87 for that filter, the others
+     * and the connection go on (v3 was checked for every filter first). */
+    if (v5 && !authorize(e, c, s->client_id, SIM_IOT_SUBSCRIBE, f, len)) {
+        r->code = IOTC_RC_NOT_AUTHORIZED;
+        return true;
+    }
     bool exists = false;
     for (size_t k = 0; k < s->nsubs && !exists; k++)
         exists = s->subs[k].len == len && memcmp(s->subs[k].filter, f, len) == 0;
@@ -1202,6 +1271,17 @@ static bool handle_subscribe(sim_engine *e, sim_conn *c, const iotc_mqtt_subscri
                 }
                 decide(e, c, "qos2_subscribe_ignored", "no SUBACK");
                 return true;
+            }
+        }
+        /* [AWS-POLICY-SUBSCRIBE] iot:Subscribe on topicfilter/<filter as
+         * sent>: MQTT 3.1.1 closes the connection with no SUBACK.  Every
+         * filter is checked before any is applied, so a refused SUBSCRIBE
+         * leaves nothing behind in a persistent session. */
+        pos = 0;
+        while (iotc_mqtt_sub_next(p, &pos, &sub)) {
+            if (!authorize(e, c, s->client_id, SIM_IOT_SUBSCRIBE, (const char *)sub.filter.data, sub.filter.len)) {
+                close_conn(e, c, 0, "AUTH_ERROR", "SUBSCRIBE not authorized");
+                return false;
             }
         }
     }
@@ -1404,8 +1484,11 @@ size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size
         /* Every byte read counts, the pieces of a packet that arrives in
          * several reads included (only its last piece was charged). */
         c->pkt_bytes += used;
-        if (c->state == C_LIVE && e->cfg.throughput)
+        if (c->state == C_LIVE && e->cfg.throughput) {
             c->byte_tokens -= (double)used;
+            if (c->byte_tokens < 0) /* in debt: input pauses until it is paid */
+                want(e, now_ms + (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1);
+        }
         if (st == IOTC_MQTT_NEED_MORE)
             break;
         size_t pkt_size = c->pkt_bytes;
@@ -1429,8 +1512,6 @@ size_t sim_engine_input(sim_engine *e, sim_conn_id id, const uint8_t *data, size
             return len;
         }
         c->last_rx = now_ms;
-        if (c->state == C_LIVE && e->cfg.throughput && c->byte_tokens < 0) /* in debt: input pauses until it is paid */
-            want(e, now_ms + (uint64_t)(-c->byte_tokens * 1000.0 / e->cfg.throughput) + 1);
         log_packet(e, c, "in", &p, pkt_size);
         if (!handle(e, c, &p))
             return len; /* the connection is gone */

@@ -24,6 +24,7 @@
 
 typedef uint64_t sim_conn_id;
 typedef struct sim_engine sim_engine;
+struct sim_policy_store; /* sim_policy.h */
 
 typedef enum {
     SIM_PROFILE_CLASSIC = 0, /* the seed documents: retain disconnects, takeover CONNACKs both */
@@ -75,6 +76,12 @@ typedef struct {
     uint32_t reorder_hold_ms;        /* 100: a held-back delivery goes out after this if nothing overtakes it */
     bool lifecycle_events;           /* publish $aws/events/... (on) */
     bool hash_matches_parent;        /* MQTT's rule that a/# matches a (AWS: off) */
+    /* IoT policies (aws-broker.md §6): each connection with a principal is
+     * authorized against the policies attached to it.  NULL: no
+     * authorization, everything is allowed (the engine's tests, the fuzzers).
+     * Connections without a principal (plain TCP, which AWS does not have)
+     * are never checked.  Not owned: the store must outlive the engine. */
+    const struct sim_policy_store *policies;
 } sim_config;
 
 void sim_config_init(sim_config *cfg, sim_profile profile);

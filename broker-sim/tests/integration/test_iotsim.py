@@ -945,7 +945,16 @@ class T10Config(Base):
             ('{"limits": {"bogus": 1}}', "limits.bogus: unknown key"),
             ('{"deviations": {"retain": "maybe"}}', 'deviations.retain: must be "disconnect" or "store"'),
             ('{"limits": {"max_payload": -5}}', "limits.max_payload: must be between"),
-            ('{"policies": {}}', "policies: not simulated yet"),
+            ('{"policies": {"p": {"Statement": []}}}', 'policies.p: Version: must be "2012-10-17"'),
+            ('{"policies": {"p": {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", '
+             '"Resource": "arn:aws:iot:r:a:topic/${iot:ClientID2}"}}}}',
+             "policies.p: Statement[0].Resource[0]: unknown policy variable ${iot:ClientID2}"),
+            ('{"policies": [{"name": "q", "document": {"Version": "2012-10-17", "Statement": '
+             '[{"Effect": "Maybe", "Action": "*", "Resource": "*"}]}}]}',
+             "policies[0] (q): Statement[0].Effect: must be \"Allow\" or \"Deny\""),
+            ('{"policies": {"allow-all": {"Version": "2012-10-17", "Statement": '
+             '{"Effect": "Deny", "Action": "*", "Resource": "*"}}}}', "exists already (it is built in)"),
+            ('{"things": [{"name": "x", "policies": ["missing"]}]}', "things[0].policies[0]: no policy named missing"),
             ('{"things": [{"name": "a b"}]}', "things[0].name"),
             ('{"things": [{"name": "x", "colour": 1}]}', "things[0].colour: unknown key"),
             ('{"things": [{"name": "x", "certificate_pem": "nope"}]}', "things[x].certificate_pem"),
@@ -981,6 +990,85 @@ class T10Config(Base):
         self.assertIn("$aws/events/presence/connect_failed/b-no", out, s.tail())
         self.assertIn('"connectFailureReason":"AUTHORIZATION_FAILED"', out)
         self.assertNotIn("a-ok", out)
+
+    # ---- IoT policies (aws-broker.md 6): a restrictive policy attached to devR's certificate --------
+    POLICY = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:us-east-1:123456789012:client/devR-*"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+         "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/devR/*",
+                      "arn:aws:iot:us-east-1:123456789012:topic/own/${iot:ClientId}"]},
+        {"Sid": "secret", "Effect": "Deny", "Action": "iot:Receive",
+         "Resource": "arn:aws:iot:us-east-1:123456789012:topic/devR/secret/*"},
+        {"Effect": "Allow", "Action": "iot:Subscribe",
+         "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/devR/*"}]}
+
+    def policy_sim(self):
+        path = self.write(json.dumps({"policies": {"restricted": self.POLICY},
+                                      "things": [{"name": "devR", "policies": ["restricted"]}]}))
+        return self.sim("--config", path)
+
+    def test_c_policy_connect_denied(self):
+        s = self.policy_sim()
+        # 3.1.1: closed with no CONNACK; 5: CONNACK 0x87 (135).
+        r = run(["mosquitto_pub", *s.mosq_tls(device="devR"), "-i", "intruder", "-t", "devR/x", "-m", "x", "-d"],
+                timeout=10)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("sending CONNECT", r.stdout)
+        self.assertNotIn("received CONNACK", r.stdout)
+        r = run(["mosquitto_pub", *s.mosq_tls(device="devR"), "-i", "intruder5", "-t", "devR/x", "-m", "x", "-d",
+                 "-V", "mqttv5"], timeout=10)
+        self.assertIn("received CONNACK (135)", r.stdout)
+        ev = self.assertEvent(s, kind="decision", what="not_authorized", action="iot:Connect", client="intruder5")
+        self.assertEqual(ev["resource"], "arn:aws:iot:us-east-1:123456789012:client/intruder5")
+        self.assertEqual(ev["effect"], "default deny")
+        # The default device keeps its allow-all policy; GET /policies lists both.
+        r = run(["mosquitto_pub", *s.mosq_tls(), "-i", "anyone", "-t", "any/where", "-m", "x", "-q", "1"], timeout=10)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        status, body = s.get("/policies")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(sorted(p["name"] for p in body["policies"]), ["allow-all", "restricted"])
+        devr = cert_id_of(s.device("devR")[0])
+        self.assertIn({"principal": devr, "policies": ["restricted"]}, body["attachments"])
+
+    def test_d_policy_publish_and_subscribe_denied(self):
+        s = self.policy_sim()
+        dev = s.mosq_tls(device="devR")
+        # PUBLISH denied: 3.1.1 closes the connection (no PUBACK); 5: PUBACK 0x87, the client stays.
+        r = run(["mosquitto_pub", *dev, "-i", "devR-p3", "-t", "nope", "-m", "x", "-q", "1", "-d"], timeout=10)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertNotIn("received PUBACK", r.stdout)
+        self.assertEvent(s, kind="decision", what="close", reason="AUTH_ERROR", client="devR-p3")
+        r = run(["mosquitto_pub", *dev, "-i", "devR-p5", "-t", "nope", "-m", "x", "-q", "1", "-d", "-V", "mqttv5"],
+                timeout=10)
+        self.assertIn("received PUBACK (Mid: 1, RC:135)", r.stdout)
+        self.assertIn("sending DISCONNECT", r.stdout)
+        # ${iot:ClientId}: own/<client id> only.
+        r = run(["mosquitto_pub", *dev, "-i", "devR-own", "-t", "own/devR-own", "-m", "x", "-q", "1"], timeout=10)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        # SUBSCRIBE denied: 3.1.1 closed with no SUBACK; 5: SUBACK 0x87.
+        r = run(["mosquitto_sub", *dev, "-i", "devR-s3", "-t", "nope/#", "-C", "1", "-W", "5", "-d"], timeout=10)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("sending SUBSCRIBE", r.stdout)
+        self.assertNotIn("received SUBACK", r.stdout)
+        r = run(["mosquitto_sub", *dev, "-i", "devR-s5", "-t", "nope/#", "-C", "1", "-W", "5", "-d",
+                 "-V", "mqttv5"], timeout=10)
+        self.assertIn("Subscribed (mid: 1): 135", r.stdout)
+
+    def test_e_policy_receive_denied(self):
+        s = self.policy_sim()
+        # devR/# is allowed as a filter, but devR/secret/... may not be received: not delivered.
+        sub = self.mosq_sub(s, "devR-sub", "devR/#", extra=["-v", "-C", "1", "-W", "10"], device="devR")
+        for topic in ("devR/secret/x", "devR/open"):
+            r = run(["mosquitto_pub", *s.mosq_tls(), "-i", "pub-" + topic.replace("/", "-"), "-t", topic,
+                     "-m", topic, "-q", "1"], timeout=10)
+            self.assertEqual(r.returncode, 0, r.stdout)
+        out = self.finish(sub, 10)
+        self.assertIn("devR/open devR/open", out, s.tail())
+        self.assertNotIn("secret", out)
+        ev = self.assertEvent(s, kind="decision", what="not_authorized", action="iot:Receive", client="devR-sub")
+        self.assertEqual(ev["effect"], "Deny")
+        self.assertEqual(ev["policy"], "restricted")
+        self.assertEqual(ev.get("sid"), "secret")
 
 
 def main(argv):

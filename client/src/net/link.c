@@ -194,7 +194,10 @@ static void conn_up(conn *k)
 {
     if (k->up || k->detached)
         return;
+    /* Other threads read `up` in iotc_link_send, under mu. */
+    pthread_mutex_lock(&k->link->mu);
     k->up = true;
+    pthread_mutex_unlock(&k->link->mu);
     lws_set_timer_usecs(k->wsi, LWS_SET_TIMER_USEC_CANCEL);
     k->link->cb.up(k->link->ctx);
 }
@@ -596,11 +599,12 @@ void iotc_link_close(iotc_link *l)
     pthread_mutex_lock(&l->mu);
     conn *k = l->cur;
     l->cur = NULL;
+    if (k)
+        k->detached = true;
     pthread_mutex_unlock(&l->mu);
     l->deferred_pending = false;
     if (!k || !k->wsi)
         return;
-    k->detached = true;
     /* Flush (a DISCONNECT) then close in conn_writeable; never longer than 2 s. */
     lws_set_timeout(k->wsi, PENDING_TIMEOUT_USER_OK, 2);
     lws_callback_on_writable(k->wsi);

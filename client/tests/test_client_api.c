@@ -393,6 +393,21 @@ static void test_builder_constructor_args(void **state)
     assert_int_equal(iotc_websockets_with_custom_handshake(&b, "h", NULL, NULL), IOTC_ERR_INVALID_ARG);
     assert_int_equal(iotc_direct_with_custom_authorizer(&b, "h", NULL), IOTC_ERR_INVALID_ARG);
     assert_null(b);
+    /* A failed constructor says why (there is no builder to ask), and a
+     * constructor that works clears it. */
+    assert_int_equal(iotc_mtls_from_path(&b, "h", NULL, "k.pem"), IOTC_ERR_INVALID_ARG);
+    assert_non_null(strstr(iotc_builder_new_why(), "cert_path"));
+    assert_int_equal(iotc_websockets_with_default_aws_signing(&b, "h", "", NULL), IOTC_ERR_INVALID_ARG);
+    assert_non_null(strstr(iotc_builder_new_why(), "region"));
+    iotc_custom_auth half = {.token_key_name = "k"};
+    assert_int_equal(iotc_direct_with_custom_authorizer(&b, "h", &half), IOTC_ERR_INVALID_ARG);
+    assert_non_null(strstr(iotc_builder_new_why(), "token_value"));
+    assert_int_equal(iotc_new_default_builder(&b, ""), IOTC_ERR_INVALID_ARG);
+    assert_non_null(strstr(iotc_builder_new_why(), "endpoint"));
+    assert_int_equal(iotc_new_default_builder(&b, "h"), IOTC_OK);
+    assert_string_equal(iotc_builder_new_why(), "");
+    iotc_builder_free(b);
+    b = NULL;
 
     /* Every setter refuses a NULL builder. */
     assert_int_equal(iotc_builder_set_port(NULL, 1), IOTC_ERR_INVALID_ARG);

@@ -474,7 +474,7 @@ static int build(const opts *o, iotc_builder **out)
         rc = iotc_new_default_builder(&b, o->endpoint);
     }
     if (rc != IOTC_OK) {
-        say("%s: %s%s%s", what, iotc_strerror(rc), b ? ": " : "", b ? iotc_builder_why(b) : "");
+        say("%s: %s: %s", what, iotc_strerror(rc), b ? iotc_builder_why(b) : iotc_builder_new_why());
         iotc_builder_free(b);
         return EXIT_OTHER;
     }

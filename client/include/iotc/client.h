@@ -150,6 +150,10 @@ int iotc_new_default_builder(iotc_builder **out, const char *endpoint);
 
 void iotc_builder_free(iotc_builder *b);
 
+/* Why the last constructor called on this thread failed ("" when it did
+ * not): a failed constructor has no builder for iotc_builder_why. */
+const char *iotc_builder_new_why(void);
+
 /* Why the last setter or constructor on `b` failed ("" when none did). */
 const char *iotc_builder_why(const iotc_builder *b);
 

@@ -59,6 +59,24 @@ static bool set_bytes(uint8_t **dst, size_t *dlen, const void *src, size_t len)
     return true;
 }
 
+/* Why the last constructor called on this thread failed: a failed
+ * constructor has no builder to hold its reason. */
+static __thread char ctor_why[160];
+
+const char *iotc_builder_new_why(void)
+{
+    return ctor_why;
+}
+
+/* Refuses a constructor call: *out NULL, the reason kept for this thread. */
+static int refuse_ctor(iotc_builder **out, const char *why)
+{
+    if (out)
+        *out = NULL;
+    snprintf(ctor_why, sizeof ctor_why, "%s", why);
+    return IOTC_ERR_INVALID_ARG;
+}
+
 static iotc_builder *new_builder(const char *endpoint, iotc_link_kind kind)
 {
     iotc_builder *b = calloc(1, sizeof *b);
@@ -87,21 +105,23 @@ static iotc_builder *new_builder(const char *endpoint, iotc_link_kind kind)
 static int start(iotc_builder **out, const char *endpoint, iotc_link_kind kind)
 {
     if (!out)
-        return IOTC_ERR_INVALID_ARG;
+        return refuse_ctor(out, "out: NULL");
     *out = NULL;
     if (!endpoint || !endpoint[0])
-        return IOTC_ERR_INVALID_ARG;
+        return refuse_ctor(out, "endpoint: NULL or empty");
     *out = new_builder(endpoint, kind);
-    return *out ? IOTC_OK : IOTC_ERR_NOMEM;
+    if (!*out) {
+        snprintf(ctor_why, sizeof ctor_why, "out of memory");
+        return IOTC_ERR_NOMEM;
+    }
+    ctor_why[0] = 0;
+    return IOTC_OK;
 }
 
 int iotc_mtls_from_path(iotc_builder **out, const char *endpoint, const char *cert_path, const char *key_path)
 {
-    if (!cert_path || !cert_path[0] || !key_path || !key_path[0]) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG;
-    }
+    if (!cert_path || !cert_path[0] || !key_path || !key_path[0])
+        return refuse_ctor(out, "cert_path and key_path: both needed, not empty");
     int rc = start(out, endpoint, IOTC_LINK_TLS);
     if (rc != IOTC_OK)
         return rc;
@@ -116,11 +136,8 @@ int iotc_mtls_from_path(iotc_builder **out, const char *endpoint, const char *ce
 int iotc_mtls_from_bytes(iotc_builder **out, const char *endpoint, const void *cert_pem, size_t cert_len,
                          const void *key_pem, size_t key_len)
 {
-    if (!cert_pem || !cert_len || !key_pem || !key_len) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG;
-    }
+    if (!cert_pem || !cert_len || !key_pem || !key_len)
+        return refuse_ctor(out, "cert_pem and key_pem: both needed, with their lengths");
     int rc = start(out, endpoint, IOTC_LINK_TLS);
     if (rc != IOTC_OK)
         return rc;
@@ -136,11 +153,8 @@ int iotc_mtls_from_bytes(iotc_builder **out, const char *endpoint, const void *c
 
 int iotc_mtls_with_pkcs12(iotc_builder **out, const char *endpoint, const char *pkcs12_path, const char *password)
 {
-    if (!pkcs12_path || !pkcs12_path[0]) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG;
-    }
+    if (!pkcs12_path || !pkcs12_path[0])
+        return refuse_ctor(out, "pkcs12_path: NULL or empty");
     int rc = start(out, endpoint, IOTC_LINK_TLS);
     if (rc != IOTC_OK)
         return rc;
@@ -155,11 +169,8 @@ int iotc_mtls_with_pkcs12(iotc_builder **out, const char *endpoint, const char *
 int iotc_websockets_with_default_aws_signing(iotc_builder **out, const char *endpoint, const char *region,
                                              const iotc_aws_creds *creds)
 {
-    if (!region || !region[0]) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG;
-    }
+    if (!region || !region[0])
+        return refuse_ctor(out, "region: NULL or empty (SigV4 signs for a region)");
     int rc = start(out, endpoint, IOTC_LINK_WSS);
     if (rc != IOTC_OK)
         return rc;
@@ -182,11 +193,8 @@ int iotc_websockets_with_default_aws_signing(iotc_builder **out, const char *end
 int iotc_websockets_with_custom_handshake(iotc_builder **out, const char *endpoint, iotc_ws_handshake_fn fn,
                                           void *user)
 {
-    if (!fn) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG;
-    }
+    if (!fn)
+        return refuse_ctor(out, "fn: the handshake callback is required");
     int rc = start(out, endpoint, IOTC_LINK_WSS);
     if (rc != IOTC_OK)
         return rc;
@@ -198,16 +206,10 @@ int iotc_websockets_with_custom_handshake(iotc_builder **out, const char *endpoi
 
 static int custom_auth(iotc_builder **out, const char *endpoint, const iotc_custom_auth *a, iotc_link_kind kind)
 {
-    if (!a) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG;
-    }
-    if ((a->token_key_name == NULL) != (a->token_value == NULL)) {
-        if (out)
-            *out = NULL;
-        return IOTC_ERR_INVALID_ARG; /* a token needs its key name and the other way round */
-    }
+    if (!a)
+        return refuse_ctor(out, "auth: NULL");
+    if ((a->token_key_name == NULL) != (a->token_value == NULL))
+        return refuse_ctor(out, "token_key_name and token_value: give both or neither");
     int rc = start(out, endpoint, kind);
     if (rc != IOTC_OK)
         return rc;

@@ -924,6 +924,18 @@ static void deadline_in(struct timespec *ts, uint32_t ms)
     }
 }
 
+/* Waits with mu held once until *counter leaves `seen` (an event came);
+ * false when timeout_ms ran out first. */
+static bool wait_moved(iotc_client *c, const uint64_t *counter, uint64_t seen, uint32_t timeout_ms)
+{
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms);
+    int e = 0;
+    while (*counter == seen && e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
+    return *counter != seen;
+}
+
 /* Waits for *w with mu held once; returns its status or IOTC_ERR_TIMEOUT. */
 static int wait_for(iotc_client *c, waiter *w, uint32_t timeout_ms, uint8_t *granted)
 {
@@ -1007,12 +1019,7 @@ int iotc_client_connect_wait(iotc_client *c, uint32_t timeout_ms, bool *session_
     uint64_t seen = c->conn_events;
     int rc = iotc_client_connect(c);
     if (rc == IOTC_OK) {
-        struct timespec dl;
-        deadline_in(&dl, timeout_ms);
-        int e = 0;
-        while (c->conn_events == seen && e != ETIMEDOUT)
-            e = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
-        if (c->conn_events == seen) {
+        if (!wait_moved(c, &c->conn_events, seen, timeout_ms)) {
             rc = IOTC_ERR_TIMEOUT;
         } else {
             rc = c->conn_status;
@@ -1033,14 +1040,8 @@ int iotc_client_disconnect_wait(iotc_client *c, uint32_t timeout_ms)
     pthread_mutex_lock(&c->mu);
     uint64_t seen = c->closed_events;
     int rc = iotc_client_disconnect(c);
-    if (rc == IOTC_OK) {
-        struct timespec dl;
-        deadline_in(&dl, timeout_ms);
-        int e = 0;
-        while (c->closed_events == seen && e != ETIMEDOUT)
-            e = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
-        rc = c->closed_events == seen ? IOTC_ERR_TIMEOUT : IOTC_OK;
-    }
+    if (rc == IOTC_OK)
+        rc = wait_moved(c, &c->closed_events, seen, timeout_ms) ? IOTC_OK : IOTC_ERR_TIMEOUT;
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

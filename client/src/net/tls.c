@@ -586,6 +586,21 @@ static iotc_err step(iotc_tls *s)
     return IOTC_OK;
 }
 
+/* The client SSL_CTX of a session (or of lws's WSS client): verification,
+ * trust, identity and ALPN from `cfg`.  On failure s->ctx may be set and is
+ * the caller's to free. */
+static iotc_err new_ctx(iotc_tls *s, const iotc_tls_config *cfg, char *why)
+{
+    s->verify = !cfg->insecure_skip_verify;
+    ERR_clear_error();
+    s->ctx = SSL_CTX_new(TLS_client_method());
+    if (s->ctx == NULL) {
+        why_ssl(why, "SSL_CTX_new failed");
+        return IOTC_ERR_NOMEM;
+    }
+    return setup_ctx(s, cfg, why);
+}
+
 iotc_err iotc_tls_new(const iotc_tls_config *cfg, iotc_tls **out, iotc_tls_why *why)
 {
     char dummy[IOTC_TLS_WHY_MAX];
@@ -610,16 +625,10 @@ iotc_err iotc_tls_new(const iotc_tls_config *cfg, iotc_tls **out, iotc_tls_why *
         set_why(w, "out of memory%s%s", NULL, NULL);
         return IOTC_ERR_NOMEM;
     }
-    s->verify = !cfg->insecure_skip_verify;
     s->out_limit = cfg->out_limit ? cfg->out_limit : IOTC_TLS_DEFAULT_OUT_LIMIT;
     s->in_limit = cfg->in_limit ? cfg->in_limit : IOTC_TLS_DEFAULT_IN_LIMIT;
-    ERR_clear_error();
-    s->ctx = SSL_CTX_new(TLS_client_method());
-    iotc_err rc;
-    if (s->ctx == NULL) {
-        why_ssl(w, "SSL_CTX_new failed");
-        rc = IOTC_ERR_NOMEM;
-    } else if ((rc = setup_ctx(s, cfg, w)) == IOTC_OK && (rc = setup_ssl(s, cfg, w)) == IOTC_OK) {
+    iotc_err rc = new_ctx(s, cfg, w);
+    if (rc == IOTC_OK && (rc = setup_ssl(s, cfg, w)) == IOTC_OK) {
         /* Queue the ClientHello now so the caller can send it at once. */
         if ((rc = step(s)) != IOTC_OK)
             snprintf(w, IOTC_TLS_WHY_MAX, "%s", s->why);
@@ -647,12 +656,7 @@ iotc_err iotc_tls_ctx_new(const iotc_tls_config *cfg, void **out, iotc_tls_why *
     /* The same checks and loading as a session's, on a context alone. */
     iotc_tls s;
     memset(&s, 0, sizeof s);
-    s.verify = !cfg->insecure_skip_verify;
-    ERR_clear_error();
-    s.ctx = SSL_CTX_new(TLS_client_method());
-    iotc_err rc = s.ctx == NULL ? IOTC_ERR_NOMEM : setup_ctx(&s, cfg, w);
-    if (s.ctx == NULL)
-        why_ssl(w, "SSL_CTX_new failed");
+    iotc_err rc = new_ctx(&s, cfg, w);
     ERR_clear_error();
     if (rc != IOTC_OK) {
         SSL_CTX_free(s.ctx);

@@ -58,6 +58,7 @@ struct iotc_link {
     atomic_bool svc_known;   /* ...then this, so that others may read it */
     atomic_bool stop;
     bool destroying;
+    bool in_open;            /* inside lws_client_connect_via_info */
     pthread_mutex_t mu; /* guards cur, and every conn's ob and want_write */
     conn *cur;          /* the live connection, or NULL */
     /* lws 4.1.6's lws_sul_cancel crashes on a sul that is not scheduled,
@@ -187,6 +188,15 @@ static void conn_down(conn *k, int err, const char *why)
         return;
     if (k->why[0] && (!why || !why[0] || err == IOTC_ERR_TLS))
         why = k->why; /* a verification reason beats lws's generic text */
+    if (l->in_open) {
+        /* lws failed the connection inside lws_client_connect_via_info: the
+         * report waits until iotc_link_open has returned (link.h's promise). */
+        l->deferred_err = err;
+        snprintf(l->deferred_why, sizeof l->deferred_why, "%s", why ? why : "");
+        l->deferred_pending = true;
+        schedule_deferred(l);
+        return;
+    }
     l->cb.down(l->ctx, err, why ? why : "");
 }
 
@@ -570,7 +580,9 @@ void iotc_link_open(iotc_link *l)
     pthread_mutex_unlock(&l->mu);
     /* Counted before the call: lws may destroy the wsi inside it. */
     atomic_fetch_add(&l->nconn, 1);
+    l->in_open = true;
     struct lws *w = lws_client_connect_via_info(&i);
+    l->in_open = false;
     if (!w) {
         /* No callback has run for it and *pwsi may not be trusted (§1). */
         pthread_mutex_lock(&l->mu);

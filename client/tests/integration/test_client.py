@@ -90,6 +90,12 @@ class Pki:
             "basicConstraints = CA:FALSE\n")
         self.client, self.client_key = self._leaf(
             "client", "itest-device", "extendedKeyUsage = clientAuth\nbasicConstraints = CA:FALSE\n")
+        # OpenSSL 3.0 cannot back-date notBefore; -days -1 puts notAfter a day
+        # before it, which verification reports as expired.
+        self.expired, self.expired_key = self._leaf(
+            "expired", "localhost",
+            "subjectAltName = DNS:localhost,IP:127.0.0.1\nextendedKeyUsage = serverAuth\n"
+            "basicConstraints = CA:FALSE\n", days="-1")
 
     def _p(self, name):
         return os.path.join(self.d, name)
@@ -109,7 +115,7 @@ class Pki:
                       "-days", "2")
         return crt, key
 
-    def _leaf(self, name, cn, ext):
+    def _leaf(self, name, cn, ext, days="2"):
         cnf = self._p(name + ".cnf")
         with open(cnf, "w") as f:
             f.write(_CA_CNF % cn)
@@ -120,7 +126,7 @@ class Pki:
         self._openssl("req", "-new", "-config", cnf, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                       "-nodes", "-keyout", key, "-out", csr)
         self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
-                      "-out", crt, "-days", "2", "-extfile", extf)
+                      "-out", crt, "-days", days, "-extfile", extf)
         return crt, key
 
 
@@ -149,7 +155,7 @@ class Mosquitto:
     and start() again reuse the same ports (the outage tests)."""
 
     def __init__(self, listeners):
-        """listeners: [(kind, port)], kind in tcp | tls | ws | wss."""
+        """listeners: [(kind, port)], kind in tcp | tls | tls-expired | ws | wss."""
         self.tmp = tempfile.mkdtemp(prefix="iotc-it-mosq-")
         self.listeners = listeners
         self.conf = os.path.join(self.tmp, "mosquitto.conf")
@@ -169,6 +175,9 @@ class Mosquitto:
             if kind in ("tls", "wss"):
                 p = pki()
                 lines += ["cafile %s" % p.ca, "certfile %s" % p.server, "keyfile %s" % p.server_key]
+            if kind == "tls-expired":
+                p = pki()
+                lines += ["cafile %s" % p.ca, "certfile %s" % p.expired, "keyfile %s" % p.expired_key]
                 # The WebSocket builders carry no client certificate.
                 lines.append("require_certificate %s" % ("true" if kind == "tls" else "false"))
         with open(self.conf, "w") as f:
@@ -464,6 +473,14 @@ class T02MosquittoTlsFailures(Base):
                                "--verify-name", "wrong.example", "--ca", p.ca, "--cert", p.client,
                                "--key", p.client_key, "--client-id", "it-wrong-name"],
                               "IOTC_ERR_TLS", r"(?i)host ?name mismatch")
+
+    def test_d_expired_server_certificate(self):
+        p = pki()
+        m = self.mosquitto("tls-expired")
+        self.assertExpectFail(["--port", str(m.port("tls-expired")), "--transport", "tls", "--verify-name",
+                               "localhost", "--ca", p.ca, "--cert", p.client, "--key", p.client_key,
+                               "--client-id", "it-expired"],
+                              "IOTC_ERR_TLS", r"(?i)expired")
 
     def test_c_nothing_listening(self):
         # A port nobody listens on: IOTC_ERR_CONNECT, not a TLS or timeout error.

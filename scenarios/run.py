@@ -26,6 +26,11 @@ import time
 import urllib.error
 import urllib.request
 
+# iotsim is started the way its own integration tests start it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "broker-sim", "tests", "integration"))
+from iotsim_helper import Sim  # noqa: E402
+
 DEFAULT_DEADLINE = 3.0  # seconds an `expect` waits when it names no `within`
 SETTLE = 0.3            # seconds an exact `received`/`count` waits for extras
 
@@ -894,12 +899,11 @@ class Run:
     def start_sim(self):
         if self.args.endpoint:
             return self.use_running_sim()
-        cmd = [self.args.iotsim, "--ports", "auto", "--state-dir", os.path.join(self.dir, "state"),
-               "--log", self.log_path]
+        extra = []
         if self.sc.profile:
-            cmd += ["--profile", self.sc.profile]
+            extra += ["--profile", self.sc.profile]
         if self.sc.time_scale:
-            cmd += ["--time-scale", "%g" % self.sc.time_scale]
+            extra += ["--time-scale", "%g" % self.sc.time_scale]
         if self.sc.config:
             cfg = dict(self.sc.config)
             if self.sc.profile:
@@ -907,28 +911,13 @@ class Run:
             cp = os.path.join(self.dir, "config.json")
             with open(cp, "w") as f:
                 json.dump(cfg, f)
-            cmd += ["--config", cp]
-        self.sim_out = open(os.path.join(self.dir, "iotsim.out"), "wb")
-        self.sim = subprocess.Popen(cmd, stdout=self.sim_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            extra += ["--config", cp]
+        self.simh = Sim(*extra, binary=self.args.iotsim, tmp=self.dir)
+        self.simh.start()  # RuntimeError with iotsim's stderr if it does not come up
+        self.sim = self.simh.proc
         track(self.sim)
-        epf = os.path.join(self.dir, "state", "endpoint.json")
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            if self.sim.poll() is not None:
-                break
-            if os.path.exists(epf):
-                try:
-                    with open(epf) as f:
-                        self.ep = json.load(f)
-                    break
-                except ValueError:
-                    pass
-            time.sleep(0.02)
-        if not self.ep:
-            with open(os.path.join(self.dir, "iotsim.out"), errors="replace") as f:
-                out = f.read()
-            raise RuntimeError("iotsim did not start (%s): %s" % (" ".join(cmd), out.strip()[-800:]))
+        self.ep = self.simh.ep
+        self.log_path = self.simh.log_path
         self.ctl = "http://127.0.0.1:%d" % self.ep["ports"]["control"]
 
     def http(self, method, path, body=None):
@@ -1028,9 +1017,8 @@ class Run:
                 kill_proc(a.proc)
             track(a.proc, False)
         if self.sim:  # never a running iotsim we were pointed at
-            kill_proc(self.sim)
+            self.simh.stop()
             track(self.sim, False)
-            self.sim_out.close()
 
     def failure_context(self, f):
         lines = []

@@ -12,8 +12,9 @@
 #
 #   bash bench/broker.sh
 # Environment: IOTSIM, BENCH_BROKER (binaries; built when missing), BENCH_SECONDS
-# (3), BENCH_WARMUP (0.5), BENCH_WINDOW (20), BENCH_ROUNDS (2), BENCH_CONNS (5000), KEEP=1 keeps the
-# temporary directory (broker logs, configs).
+# (3), BENCH_WARMUP (0.5), BENCH_WINDOW (20), BENCH_ROUNDS (2), BENCH_CONNS (5000),
+# BENCH_PARTS ("throughput conns": which parts run), KEEP=1 keeps the temporary
+# directory (broker logs, configs).
 # Exit status 0 whatever the figures; 1 if a broker crashed, misbehaved or a
 # run could not happen.
 set -u
@@ -26,6 +27,11 @@ WARMUP=${BENCH_WARMUP:-0.5}
 WINDOW=${BENCH_WINDOW:-20}
 NCONNS=${BENCH_CONNS:-5000}
 ROUNDS=${BENCH_ROUNDS:-2}
+PARTS=${BENCH_PARTS:-throughput conns}
+for p in $PARTS; do
+    case $p in throughput|conns) ;; *) echo "broker.sh: unknown part in BENCH_PARTS: $p" >&2; exit 2 ;; esac
+done
+want_part() { [[ " $PARTS " == *" $1 "* ]]; }
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
 T=$(mktemp -d /tmp/bench-broker.XXXXXX)
@@ -160,6 +166,7 @@ alive() { # NAME PID
 }
 
 # ---- 1. throughput ------------------------------------------------------------------
+if want_part throughput; then
 start_iotsim --insecure-tcp
 IOT_TCP=$(json_get "$ST/endpoint.json" ports.tcp)
 start_mosquitto
@@ -246,7 +253,9 @@ for n in "${notes[@]}"; do echo "  note: $n"; done
 stop "$IOTSIM_PID"
 stop "$MOSQ_PID"
 
+fi # throughput
 # ---- 2. concurrent mTLS connections ------------------------------------------------------
+if want_part conns; then
 echo
 echo "$NCONNS concurrent mTLS connections (TLS with the device certificate, MQTT 3.1.1 CONNECT/CONNACK,"
 echo "then held idle): broker VmRSS before and after, fresh broker processes."
@@ -289,4 +298,5 @@ else
 fi
 stop "$IOTSIM_PID"
 stop "$MOSQ_PID"
+fi # conns
 exit $STATUS

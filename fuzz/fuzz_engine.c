@@ -8,6 +8,11 @@
  *   2 k: connection k lost       3 d: advance the clock by d*50 ms, tick
  *   4 k: drop k (server side)    5 d: refuse connects for d*100 ms
  *   6 k: blackhole k on/off      7 n: duplicate the next n QoS 0
+ * Opcode 0's bits 5-6 pick the connection's principal (certificate id), whose
+ * IoT policies decide what it may do: "feedbeef" (allow-all), "limited" (a
+ * policy with Allow and Deny statements, wildcards and policy variables, so
+ * that every authorization path and its consequence is reached) or "orphan"
+ * (nothing attached: denied everything); bit 7 makes the principal INACTIVE.
  * Up to four connections live at once.  Invariants: nothing crashes or leaks;
  * every byte the engine sends to a connection decodes as MQTT in that
  * connection's protocol version, and nothing is sent after it was closed.
@@ -18,6 +23,7 @@
 
 #include "iotc/mqtt.h"
 #include "sim_engine.h"
+#include "sim_policy.h"
 
 #define MAXC 4
 
@@ -90,6 +96,33 @@ static uint64_t io_wall(void *ctx)
     return 1700000000000ull;
 }
 
+/* Topics and filters the corpus uses are short: "a", "a/b", "$aws/...". */
+static const char LIMITED[] =
+    "{\"Version\":\"2012-10-17\",\"Statement\":["
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\"Resource\":\"arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}*\"},"
+    "{\"Effect\":\"Allow\",\"Action\":[\"iot:Publish\",\"iot:Receive\"],\"Resource\":[\"arn:aws:iot:us-east-1:123456789012:topic/a*\","
+    "\"arn:aws:iot:us-east-1:123456789012:topic/$aws/things/${iot:ClientId}/*\"]},"
+    "{\"Effect\":\"Deny\",\"Action\":\"iot:*\",\"Resource\":\"arn:aws:iot:us-east-1:123456789012:topic/a/?\"},"
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Subscribe\",\"Resource\":\"arn:aws:iot:us-east-1:123456789012:topicfilter/a/*\"},"
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:RetainPublish\",\"Resource\":\"arn:aws:iot:us-east-1:123456789012:topic/${iot:Certificate.Subject.CommonName}/*\"}]}";
+
+/* Built once: the store is read-only while the engine runs. */
+static const sim_policy_store *policies(void)
+{
+    static sim_policy_store *ps;
+    if (ps)
+        return ps;
+    char err[256];
+    ps = sim_policy_store_new("us-east-1", "123456789012");
+    sim_policy *p = ps ? sim_policy_parse("limited", LIMITED, sizeof LIMITED - 1, err, sizeof err) : NULL;
+    if (!p || sim_policy_store_add(ps, p, err, sizeof err) ||
+        sim_policy_store_attach(ps, "feedbeef", SIM_POLICY_ALLOW_ALL, err, sizeof err) ||
+        sim_policy_store_attach(ps, "limited", "limited", err, sizeof err) ||
+        sim_policy_store_set_cert_var(ps, "limited", "Subject.CommonName", "r"))
+        abort(); /* the harness itself is wrong */
+    return ps;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -116,6 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.session_expiry_s = 2;
     cfg.qos1_retry_ms = 200;
     cfg.qos1_retry_max_ms = 1000;
+    cfg.policies = policies();
     sim_io io = {io_send, io_close, NULL, io_random, io_wall};
     sim_engine *e = sim_engine_new(&cfg, &io, &w);
     if (!e)
@@ -129,8 +163,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 0:
             for (int k = 0; k < MAXC; k++) {
                 if (!w.c[k].open) {
-                    /* The opcode's top bit: a principal that may not connect. */
-                    sim_conn_info info = {"feedbeef", "thing", "127.0.0.1", "fuzz", (opbyte & 0x80) != 0};
+                    /* Bits 5-6: whose certificate; bit 7: an INACTIVE one. */
+                    static const char *const who[4] = {"feedbeef", "limited", "orphan", "feedbeef"};
+                    sim_conn_info info = {who[(opbyte >> 5) & 3], "thing", "127.0.0.1", "fuzz", (opbyte & 0x80) != 0};
                     w.c[k].open = true; /* before open: it may log or send */
                     w.c[k].versioned = false;
                     iotc_mqtt_reader_init(&w.c[k].out, IOTC_MQTT_V311, 0, NULL, 0);

@@ -311,6 +311,74 @@ static char *device_add_api(void *ctx, const char *name, int *status)
     return t;
 }
 
+static int add_policy(app *a, const char *key, const char *name, const cJSON *doc, bool replace, char *err,
+                      size_t errlen);
+
+/* Control API: the IoT policies at run time, as AWS's CreatePolicy (with
+ * "replace": CreatePolicyVersion --set-as-default), AttachPolicy,
+ * DetachPolicy and DeletePolicy do.  Changes last until iotsim stops: the
+ * config file is where policies are kept. */
+static char *policy_admin_api(void *ctx, const char *op, const cJSON *b, int *status)
+{
+    app *a = ctx;
+    char err[700] = "";
+    const cJSON *jn = cJSON_GetObjectItemCaseSensitive(b, "name");
+    const cJSON *jp = cJSON_GetObjectItemCaseSensitive(b, "policy");
+    const cJSON *jt = cJSON_GetObjectItemCaseSensitive(b, "thing");
+    const cJSON *jc = cJSON_GetObjectItemCaseSensitive(b, "principal");
+    *status = 200;
+    if (!strcmp(op, "")) {
+        bool replace = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "replace"));
+        if (!cJSON_IsString(jn))
+            snprintf(err, sizeof err, "name: the policy's name");
+        else if (add_policy(a, "document", jn->valuestring, cJSON_GetObjectItemCaseSensitive(b, "document"), replace,
+                            err, sizeof err) == 0)
+            *status = replace ? 200 : 201;
+    } else if (!strcmp(op, "/delete")) {
+        if (!cJSON_IsString(jn))
+            snprintf(err, sizeof err, "name: the policy's name");
+        else
+            sim_policy_store_delete(a->pol, jn->valuestring, err, sizeof err);
+    } else if (!strcmp(op, "/attach") || !strcmp(op, "/detach")) {
+        const sim_device *d = NULL;
+        if (!cJSON_IsString(jp))
+            snprintf(err, sizeof err, "policy: the policy's name");
+        else if (cJSON_IsString(jt) == cJSON_IsString(jc))
+            snprintf(err, sizeof err, "give one of thing (a thing's name) or principal (a certificate id)");
+        else if (cJSON_IsString(jt) && !(d = sim_registry_by_thing(&a->reg, jt->valuestring)))
+            snprintf(err, sizeof err, "thing: no thing named %.128s", jt->valuestring);
+        else if (cJSON_IsString(jc) && !(d = sim_registry_by_cert(&a->reg, jc->valuestring)))
+            snprintf(err, sizeof err, "principal: no certificate with id %.70s", jc->valuestring);
+        else if (op[1] == 'a')
+            sim_policy_store_attach(a->pol, d->cert_id, jp->valuestring, err, sizeof err);
+        else
+            sim_policy_store_detach(a->pol, d->cert_id, jp->valuestring, err, sizeof err);
+    } else {
+        *status = 404;
+        snprintf(err, sizeof err, "no such resource (POST /policies, /policies/attach, /policies/detach, "
+                                  "/policies/delete)");
+    }
+    if (err[0] && *status < 400)
+        *status = strstr(err, "no policy named") || strstr(err, "not attached") || strstr(err, "no thing") ||
+                          strstr(err, "no certificate")
+                      ? 404
+                  : strstr(err, "exists already") || strstr(err, "is attached to") ? 409
+                                                                                    : 400;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    if (err[0])
+        cJSON_AddStringToObject(o, "error", err);
+    else
+        cJSON_AddStringToObject(o, "status", !strcmp(op, "") ? (*status == 201 ? "created" : "replaced")
+                                             : !strcmp(op, "/delete") ? "deleted"
+                                             : op[1] == 'a' ? "attached"
+                                                            : "detached");
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return t;
+}
+
 static void write_endpoint(void *ctx, const sim_server *srv)
 {
     app *a = ctx;
@@ -497,8 +565,10 @@ static int apply_things(app *a, const cJSON *things, char *err, size_t errlen)
     return 0;
 }
 
-/* One declared policy; errors name the key: "policies.NAME: reason". */
-static int add_policy(app *a, const char *key, const char *name, const cJSON *doc, char *err, size_t errlen)
+/* One declared policy (or, with `replace`, a new document for a stored one);
+ * errors name the key: "policies.NAME: reason". */
+static int add_policy(app *a, const char *key, const char *name, const cJSON *doc, bool replace, char *err,
+                      size_t errlen)
 {
     char why[512];
     char *text = NULL;
@@ -516,7 +586,8 @@ static int add_policy(app *a, const char *key, const char *name, const cJSON *do
     }
     sim_policy *p = sim_policy_parse(name, text, strlen(text), why, sizeof why);
     free(text);
-    if (!p || sim_policy_store_add(a->pol, p, why, sizeof why)) {
+    if (!p || (replace ? sim_policy_store_replace(a->pol, p, why, sizeof why)
+                       : sim_policy_store_add(a->pol, p, why, sizeof why))) {
         snprintf(err, errlen, "%s: %s", key, why);
         return -1;
     }
@@ -533,7 +604,7 @@ static int apply_policies(app *a, const cJSON *pols, char *err, size_t errlen)
         cJSON_ArrayForEach(x, pols)
         {
             snprintf(key, sizeof key, "policies.%.128s", x->string);
-            if (add_policy(a, key, x->string, x, err, errlen))
+            if (add_policy(a, key, x->string, x, false, err, errlen))
                 return -1;
         }
         return 0;
@@ -560,7 +631,7 @@ static int apply_policies(app *a, const cJSON *pols, char *err, size_t errlen)
             return -1;
         }
         snprintf(key, sizeof key, "policies[%zu] (%.128s)", i, n->valuestring);
-        if (add_policy(a, key, n->valuestring, d, err, errlen))
+        if (add_policy(a, key, n->valuestring, d, false, err, errlen))
             return -1;
         i++;
     }
@@ -758,6 +829,7 @@ int main(int argc, char **argv)
     so.principal_ok = principal_ok;
     so.ready = write_endpoint;
     so.device_add = device_add_api;
+    so.policy_admin = policy_admin_api;
     so.ctx = &a;
     a.srv = sim_server_new(&cfg, &so, err, sizeof err);
     if (!a.srv) {

@@ -333,6 +333,66 @@ static void test_store(void **state)
     sim_policy_store_free(s);
 }
 
+/* Run-time changes (the control API's): detach one, replace a document,
+ * delete; each refuses what AWS refuses. */
+static void test_store_changes(void **state)
+{
+    (void)state;
+    char err[256];
+    sim_policy_decision d;
+    sim_policy_store *s = sim_policy_store_new("us-east-1", "123456789012");
+    assert_non_null(s);
+    const char *pub_a = "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\","
+                        "\"Action\":\"iot:Publish\",\"Resource\":\"" ARN "topic/a\"}}";
+    const char *pub_b = "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\","
+                        "\"Action\":\"iot:Publish\",\"Resource\":\"" ARN "topic/b\"}}";
+    assert_int_equal(sim_policy_store_add(s, parse_ok("pub", pub_a), err, sizeof err), 0);
+    assert_int_equal(sim_policy_store_add(s, parse_ok("other", pub_b), err, sizeof err), 0);
+    assert_int_equal(sim_policy_store_attach(s, "cert-a", "pub", err, sizeof err), 0);
+    assert_int_equal(sim_policy_store_attach(s, "cert-a", "other", err, sizeof err), 0);
+    assert_int_equal(sim_policy_store_attach(s, "cert-b", "pub", err, sizeof err), 0);
+
+    /* Replacing the document changes the decision for every holder. */
+    sim_policy_authorize(s, "cert-b", "c", NULL, SIM_IOT_PUBLISH, "a", 1, &d, NULL, 0);
+    assert_true(d.allowed);
+    assert_int_equal(sim_policy_store_replace(s, parse_ok("pub", pub_b), err, sizeof err), 0);
+    sim_policy_authorize(s, "cert-b", "c", NULL, SIM_IOT_PUBLISH, "a", 1, &d, NULL, 0);
+    assert_false(d.allowed);
+    sim_policy_authorize(s, "cert-b", "c", NULL, SIM_IOT_PUBLISH, "b", 1, &d, NULL, 0);
+    assert_true(d.allowed);
+    assert_string_equal(d.policy, "pub");
+    assert_int_equal(sim_policy_store_replace(s, parse_ok("nope", pub_b), err, sizeof err), -1);
+    assert_non_null(strstr(err, "no policy named nope"));
+    assert_int_equal(sim_policy_store_replace(s, parse_ok(SIM_POLICY_ALLOW_ALL, pub_b), err, sizeof err), -1);
+    assert_non_null(strstr(err, "built in"));
+
+    /* Detach one: the other stays attached, in its order. */
+    assert_int_equal(sim_policy_store_detach(s, "cert-a", "pub", err, sizeof err), 0);
+    sim_policy_authorize(s, "cert-a", "c", NULL, SIM_IOT_PUBLISH, "b", 1, &d, NULL, 0);
+    assert_true(d.allowed);
+    assert_string_equal(d.policy, "other");
+    assert_int_equal(sim_policy_store_detach(s, "cert-a", "pub", err, sizeof err), -1);
+    assert_non_null(strstr(err, "not attached"));
+    assert_int_equal(sim_policy_store_detach(s, "cert-z", "pub", err, sizeof err), -1);
+    assert_int_equal(sim_policy_store_detach(s, "cert-a", "nope", err, sizeof err), -1);
+    assert_non_null(strstr(err, "no policy named nope"));
+
+    /* Delete: refused while attached, as AWS does; then gone. */
+    assert_int_equal(sim_policy_store_delete(s, "pub", err, sizeof err), -1);
+    assert_non_null(strstr(err, "attached to 1 certificate"));
+    assert_int_equal(sim_policy_store_detach(s, "cert-b", "pub", err, sizeof err), 0);
+    assert_int_equal(sim_policy_store_delete(s, "pub", err, sizeof err), 0);
+    assert_null(sim_policy_store_get(s, "pub"));
+    assert_non_null(sim_policy_store_get(s, "other"));
+    assert_int_equal(sim_policy_store_attach(s, "cert-b", "pub", err, sizeof err), -1);
+    assert_int_equal(sim_policy_store_delete(s, "pub", err, sizeof err), -1);
+    assert_int_equal(sim_policy_store_delete(s, SIM_POLICY_ALLOW_ALL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "built in"));
+    /* The name is free again. */
+    assert_int_equal(sim_policy_store_add(s, parse_ok("pub", pub_a), err, sizeof err), 0);
+    sim_policy_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_variables),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_store_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1704,6 +1704,11 @@ bool sim_engine_drop(sim_engine *e, sim_conn_id id, uint8_t reason, const char *
     return true;
 }
 
+void sim_engine_note(sim_engine *e, const char *what, const char *detail)
+{
+    decide(e, NULL, what, detail);
+}
+
 void sim_engine_refuse_until(sim_engine *e, uint64_t until_ms)
 {
     e->refuse_until = until_ms;

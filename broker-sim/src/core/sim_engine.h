@@ -149,6 +149,11 @@ void sim_engine_duplicate_next_qos0(sim_engine *e, uint32_t n);
 /* Holds every delivery to `c` (0: to every connection) for `ms`. */
 void sim_engine_delay_deliveries(sim_engine *e, sim_conn_id c, uint32_t ms, uint64_t now_ms);
 
+/* Writes a broker decision made outside the engine (the control API's
+ * changes to the IoT policies) to the event log, on the engine's clock:
+ * {"kind": "decision", "what": what, "detail": detail?}. */
+void sim_engine_note(sim_engine *e, const char *what, const char *detail);
+
 /* Counts for tests and the control API. */
 typedef struct {
     size_t connections;

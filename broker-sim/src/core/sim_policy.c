@@ -700,6 +700,77 @@ void sim_policy_store_detach_all(sim_policy_store *s, const char *principal_id)
         p->natt = 0;
 }
 
+int sim_policy_store_detach(sim_policy_store *s, const char *principal_id, const char *policy, char *err,
+                            size_t errlen)
+{
+    const sim_policy *pol = sim_policy_store_get(s, policy);
+    if (!pol) {
+        snprintf(err, errlen, "no policy named %.128s", policy);
+        return -1;
+    }
+    principal *p = get_principal(s, principal_id, false);
+    for (size_t i = 0; p && i < p->natt; i++) {
+        if (p->att[i] == pol) {
+            memmove(&p->att[i], &p->att[i + 1], (p->natt - i - 1) * sizeof p->att[0]);
+            p->natt--;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "policy %.128s is not attached to that certificate", policy);
+    return -1;
+}
+
+/* The index of a policy that may be changed, or -1 with err. */
+static long changeable(const sim_policy_store *s, const char *name, char *err, size_t errlen)
+{
+    if (!strcmp(name, SIM_POLICY_ALLOW_ALL)) {
+        snprintf(err, errlen, "policy %s is built in and cannot be changed", SIM_POLICY_ALLOW_ALL);
+        return -1;
+    }
+    for (size_t i = 0; i < s->npol; i++)
+        if (!strcmp(s->pol[i]->name, name))
+            return (long)i;
+    snprintf(err, errlen, "no policy named %.128s", name);
+    return -1;
+}
+
+int sim_policy_store_replace(sim_policy_store *s, sim_policy *p, char *err, size_t errlen)
+{
+    long i = changeable(s, p->name, err, errlen);
+    if (i < 0) {
+        sim_policy_free(p);
+        return -1;
+    }
+    sim_policy *old = s->pol[i];
+    for (size_t k = 0; k < s->npr; k++)
+        for (size_t a = 0; a < s->pr[k]->natt; a++)
+            if (s->pr[k]->att[a] == old)
+                s->pr[k]->att[a] = p;
+    s->pol[i] = p;
+    sim_policy_free(old);
+    return 0;
+}
+
+int sim_policy_store_delete(sim_policy_store *s, const char *policy, char *err, size_t errlen)
+{
+    long i = changeable(s, policy, err, errlen);
+    if (i < 0)
+        return -1;
+    size_t users = 0;
+    for (size_t k = 0; k < s->npr; k++)
+        for (size_t a = 0; a < s->pr[k]->natt; a++)
+            users += s->pr[k]->att[a] == s->pol[i];
+    if (users) {
+        snprintf(err, errlen, "policy %.128s is attached to %zu certificate%s: detach it first", policy, users,
+                 users == 1 ? "" : "s");
+        return -1;
+    }
+    sim_policy_free(s->pol[i]);
+    memmove(&s->pol[i], &s->pol[i + 1], (s->npol - (size_t)i - 1) * sizeof s->pol[0]);
+    s->npol--;
+    return 0;
+}
+
 int sim_policy_store_set_cert_var(sim_policy_store *s, const char *principal_id, const char *name, const char *value)
 {
     principal *p = get_principal(s, principal_id, true);

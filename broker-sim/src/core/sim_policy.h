@@ -115,6 +115,18 @@ const sim_policy *sim_policy_store_get(const sim_policy_store *s, const char *na
 int sim_policy_store_attach(sim_policy_store *s, const char *principal, const char *policy, char *err, size_t errlen);
 /* Forgets every attachment of a principal (it is then denied everything). */
 void sim_policy_store_detach_all(sim_policy_store *s, const char *principal);
+/* Detaches one policy from a principal (AWS DetachPolicy).  -1 with err: no
+ * such policy, or it is not attached to that principal. */
+int sim_policy_store_detach(sim_policy_store *s, const char *principal, const char *policy, char *err,
+                            size_t errlen);
+/* Puts a new document in place of a stored policy's (what AWS does when a new
+ * policy version is made the default): every principal it is attached to is
+ * judged by the new one from the next check.  Takes p over (freed on failure
+ * too).  -1 with err: no policy of that name, or it is the built-in one. */
+int sim_policy_store_replace(sim_policy_store *s, sim_policy *p, char *err, size_t errlen);
+/* Deletes a policy (AWS DeletePolicy).  -1 with err: no such policy, the
+ * built-in one, or still attached to a certificate (AWS refuses that too). */
+int sim_policy_store_delete(sim_policy_store *s, const char *policy, char *err, size_t errlen);
 /* Records a certificate field for its ${iot:Certificate.<name>}; copied. */
 int sim_policy_store_set_cert_var(sim_policy_store *s, const char *principal, const char *name, const char *value);
 

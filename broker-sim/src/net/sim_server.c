@@ -566,6 +566,18 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
             s->offset_ms += (uint64_t)(secs * 1000.0);
             r = reply_msg(status, 200, "status", "advanced");
         }
+    } else if (!strncmp(h->path, "/policies", 9) && s->o.policy_admin) {
+        int st = 500;
+        r = s->o.policy_admin(s->o.ctx, h->path + 9, b, &st);
+        *status = (unsigned)st;
+        if (r && st < 300) {
+            /* The change, with what was asked, in the event log. */
+            char *what = cJSON_PrintUnformatted(b);
+            char word[32];
+            snprintf(word, sizeof word, "policy_%s", h->path[9] ? h->path + 10 : st == 201 ? "create" : "replace");
+            sim_engine_note(s->engine, word, what);
+            free(what);
+        }
     } else if (!strcmp(h->path, "/devices") && s->o.device_add) {
         const char *name = str(b, "name");
         int st = 400;

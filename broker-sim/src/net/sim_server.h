@@ -22,6 +22,8 @@
 
 #include "sim_engine.h"
 
+struct cJSON; /* <cjson/cJSON.h> */
+
 typedef struct sim_server sim_server;
 
 enum { SIM_PRINCIPAL_UNKNOWN = 0, SIM_PRINCIPAL_ACTIVE = 1, SIM_PRINCIPAL_INACTIVE = 2 };
@@ -48,6 +50,11 @@ typedef struct {
     /* Control API: POST /devices {"name": N} (NULL: not offered).  Returns a
      * malloc'd JSON reply or NULL with *status set. */
     char *(*device_add)(void *ctx, const char *name, int *status);
+    /* Control API: POST /policies{,/attach,/detach,/delete} (NULL: not
+     * offered).  `op` is what follows "/policies"; `body` the request's JSON
+     * object.  Returns a malloc'd JSON reply or NULL, with *status set; a
+     * change that was made (status < 300) goes to the event log. */
+    char *(*policy_admin)(void *ctx, const char *op, const struct cJSON *body, int *status);
     void *ctx;
 } sim_server_opts;
 

@@ -1070,6 +1070,70 @@ class T10Config(Base):
         self.assertEqual(ev["policy"], "restricted")
         self.assertEqual(ev.get("sid"), "secret")
 
+    def test_f_policies_changed_at_run_time(self):
+        # The control API creates, replaces, attaches, detaches and deletes
+        # policies as AWS's CreatePolicy (and a new default version),
+        # AttachPolicy, DetachPolicy and DeletePolicy do; a change applies to a
+        # connection already open from its next operation.
+        s = self.policy_sim()
+        later = {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iot:Publish",
+                                                        "Resource": "arn:aws:iot:us-east-1:123456789012:topic/later/*"}}
+        # An MQTT 5 publisher stays connected through denials (PUBACK 0x87):
+        # one connection, a QoS 1 PUBLISH a second.
+        pub = self.popen(["mosquitto_pub", *s.mosq_tls(device="devR"), "-i", "devR-live", "-V", "mqttv5", "-q", "1",
+                          "-t", "later/x", "-m", "x", "--repeat", "40", "--repeat-delay", "0.25", "-d"])
+        self.assertEvent(s, 10, kind="out", type="PUBACK", client="devR-live", reason=135)
+        st, body = s.post("/policies", {"name": "later", "document": later})
+        self.assertEqual((st, body), (201, {"status": "created"}))
+        st, body = s.post("/policies", {"name": "later", "document": later})
+        self.assertEqual(st, 409, body)
+        self.assertIn("exists already", body["error"])
+        st, body = s.post("/policies", {"name": "bad", "document": {"Version": "2012-10-17", "Statement": {
+            "Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:r:a:topic/${iot:Nope}"}}})
+        self.assertEqual(st, 400, body)
+        self.assertIn("document: Statement[0].Resource[0]: unknown policy variable ${iot:Nope}", body["error"])
+        # Not attached yet: still denied.
+        self.assertEqual(s.post("/policies/attach", {"policy": "later", "thing": "ghost"})[0], 404)
+        self.assertEqual(s.post("/policies/attach", {"policy": "later"})[0], 400)
+        self.assertEqual(s.post("/policies/attach", {"policy": "nope", "thing": "devR"})[0], 404)
+        st, body = s.post("/policies/attach", {"policy": "later", "thing": "devR"})
+        self.assertEqual((st, body), (200, {"status": "attached"}))
+        self.assertEvent(s, kind="decision", what="policy_attach")
+        # The open connection's next PUBLISH is allowed: PUBACK 0 (no reason code).
+        ev = self.assertEvent(s, 10, kind="decision", what="authorized", action="iot:Publish", client="devR-live")
+        self.assertEqual(ev["policy"], "later")
+        # A new document for "later" that does not cover later/x: denied again.
+        changed = {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iot:Publish",
+                                                          "Resource": "arn:aws:iot:us-east-1:123456789012:topic/elsewhere"}}
+        st, body = s.post("/policies", {"name": "later", "document": changed, "replace": True})
+        self.assertEqual((st, body), (200, {"status": "replaced"}))
+        n = len(s.events())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(e.get("what") == "not_authorized" and e.get("client") == "devR-live" for e in s.events()[n:]):
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("no denial after the policy was replaced" + s.tail())
+        self.assertEqual(s.post("/policies", {"name": "allow-all", "document": changed, "replace": True})[0], 400)
+        # Delete is refused while attached; detach, then delete.
+        st, body = s.post("/policies/delete", {"name": "later"})
+        self.assertEqual(st, 409, body)
+        self.assertIn("attached to 1 certificate", body["error"])
+        devr = cert_id_of(s.device("devR")[0])
+        st, body = s.post("/policies/detach", {"policy": "later", "principal": devr})
+        self.assertEqual((st, body), (200, {"status": "detached"}))
+        self.assertEqual(s.post("/policies/detach", {"policy": "later", "principal": devr})[0], 404)
+        self.assertEqual(s.post("/policies/delete", {"name": "later"}), (200, {"status": "deleted"}))
+        st, body = s.get("/policies")
+        self.assertEqual(sorted(p["name"] for p in body["policies"]), ["allow-all", "restricted"])
+        self.assertIn({"principal": devr, "policies": ["restricted"]}, body["attachments"])
+        # The publisher saw both answers on its one connection.
+        out = self.finish(pub, 30)
+        self.assertEqual(out.count("sending CONNECT"), 1, out)
+        self.assertIn("RC:135", out)
+        self.assertRegex(out, r"received PUBACK \(Mid: \d+, RC:0\)")
+
 
 def main(argv):
     faulthandler.dump_traceback_later(300, exit=True)  # a hang must not block CI; children die with us

@@ -14,12 +14,15 @@
  * that every authorization path and its consequence is reached) or "orphan"
  * (nothing attached: denied everything); bit 7 makes the principal INACTIVE.
  * Up to four connections live at once.  Invariants: nothing crashes or leaks;
- * every byte the engine sends to a connection decodes as MQTT in that
+ * every event-log record is a JSON object with "t" and "kind"; every byte the engine sends to a connection decodes as MQTT in that
  * connection's protocol version, and nothing is sent after it was closed.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "iotc/mqtt.h"
 #include "sim_engine.h"
@@ -83,6 +86,23 @@ static void io_close(void *ctx, sim_conn_id id)
     iotc_mqtt_reader_free(&c->out);
 }
 
+/* Every event-log record must be one JSON object with its time and kind.
+ * FUZZ_ENGINE_LOG=1 prints them (to see what a seed reaches). */
+static void io_log(void *ctx, const char *json)
+{
+    (void)ctx;
+    static int verbose = -1;
+    if (verbose < 0)
+        verbose = getenv("FUZZ_ENGINE_LOG") != NULL;
+    cJSON *o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o) || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "t")) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "kind")))
+        abort();
+    cJSON_Delete(o);
+    if (verbose)
+        fprintf(stderr, "%s\n", json);
+}
+
 static uint64_t io_random(void *ctx)
 {
     world *w = ctx;
@@ -99,7 +119,8 @@ static uint64_t io_wall(void *ctx)
 /* Topics and filters the corpus uses are short: "a", "a/b", "$aws/...". */
 static const char LIMITED[] =
     "{\"Version\":\"2012-10-17\",\"Statement\":["
-    "{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\"Resource\":\"arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}*\"},"
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\"Resource\":[\"arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}\","
+    "\"arn:aws:iot:us-east-1:123456789012:client/c-*\"]},"
     "{\"Effect\":\"Allow\",\"Action\":[\"iot:Publish\",\"iot:Receive\"],\"Resource\":[\"arn:aws:iot:us-east-1:123456789012:topic/a*\","
     "\"arn:aws:iot:us-east-1:123456789012:topic/$aws/things/${iot:ClientId}/*\"]},"
     "{\"Effect\":\"Deny\",\"Action\":\"iot:*\",\"Resource\":\"arn:aws:iot:us-east-1:123456789012:topic/a/?\"},"
@@ -150,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.qos1_retry_ms = 200;
     cfg.qos1_retry_max_ms = 1000;
     cfg.policies = policies();
-    sim_io io = {io_send, io_close, NULL, io_random, io_wall};
+    sim_io io = {io_send, io_close, io_log, io_random, io_wall};
     sim_engine *e = sim_engine_new(&cfg, &io, &w);
     if (!e)
         return 0;

@@ -73,6 +73,19 @@ seeds = {
         + bytes([DUP, 2, HOLE, 0x80, HOLE, 0, REFUSE, 5, OPEN]) + inp(1, connect("g")) + bytes([ADV, 20, DROP, 0]),
     "throughput": bytes([64 | 128]) + bytes([OPEN]) + inp(0, connect("t")) + b"".join(inp(0, publish("a", b"y" * 40)) for i in range(4))
         + bytes([ADV, 40]),
+    # Opcode 0 with bit 5: the "limited" principal (fuzz_engine.c's policy):
+    # connects allowed by ${iot:Connection.Thing.ThingName} and c-*, publishes
+    # allowed, denied (Deny on a/?) and outside the policy, a filter allowed
+    # and one not, a retained publish under ${iot:Certificate.Subject.CommonName};
+    # then the same in MQTT 5, and an "orphan" (bit 6) that may do nothing.
+    "policy-v3": bytes([1]) + bytes([OPEN | 0x20]) + inp(0, connect("thing")) + inp(0, subscribe(1, [("a/#", 1)]))
+        + inp(0, publish("a/b", b"ok", 1, 2)) + inp(0, publish("a/x", b"deny", 1, 3))
+        + bytes([OPEN | 0x20]) + inp(1, connect("c-2", will=("z", "w", 0))) + inp(1, subscribe(1, [("z/#", 0)])),
+    "policy-v5": bytes([1]) + bytes([OPEN | 0x20]) + inp(0, connect("c-5", 5))
+        + inp(0, subscribe(1, [("a/+", 1), ("b", 0)], 5)) + inp(0, publish("r/t", b"keep", 1, 4, True, v=5))
+        + inp(0, publish("nope", b"x", 1, 5, v=5)) + inp(0, publish("a/q", b"x", 1, 6, v=5))
+        + bytes([OPEN]) + inp(1, connect("p")) + inp(1, publish("a/b", b"to-limited", 0))
+        + bytes([OPEN | 0x40]) + inp(2, connect("c-o", 5)) + bytes([OPEN | 0x20]) + inp(3, connect("other")),
     "garbage": bytes([0, OPEN]) + inp(0, b"\x10\xff\xff\xff\xff\x7f") + bytes([OPEN]) + inp(1, b"\x30\x02\x00\x00"),
 }
 

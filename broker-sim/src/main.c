@@ -358,6 +358,8 @@ static char *policy_admin_api(void *ctx, const char *op, const cJSON *b, int *st
         snprintf(err, sizeof err, "no such resource (POST /policies, /policies/attach, /policies/detach, "
                                   "/policies/delete)");
     }
+    /* The store says why in words only (it answers -1 for every refusal);
+     * its messages are fixed texts, so they map to HTTP statuses here. */
     if (err[0] && *status < 400)
         *status = strstr(err, "no policy named") || strstr(err, "not attached") || strstr(err, "no thing") ||
                           strstr(err, "no certificate")

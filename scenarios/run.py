@@ -29,7 +29,7 @@ import urllib.request
 # iotsim is started the way its own integration tests start it.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "broker-sim", "tests", "integration"))
-from iotsim_helper import Sim  # noqa: E402
+from iotsim_helper import Sim, read_events  # noqa: E402
 
 DEFAULT_DEADLINE = 3.0  # seconds an `expect` waits when it names no `within`
 SETTLE = 0.3            # seconds an exact `received`/`count` waits for extras
@@ -941,20 +941,7 @@ class Run:
         return reply
 
     def log(self):
-        out = []
-        try:
-            with open(self.log_path, errors="replace") as f:
-                f.seek(self.log_offset)
-                for line in f:
-                    line = line.strip()
-                    if line:
-                        try:
-                            out.append(json.loads(line))
-                        except ValueError:
-                            pass  # a line being written
-        except FileNotFoundError:
-            pass
-        return out
+        return read_events(self.log_path, self.log_offset)
 
     # -- helpers ------------------------------------------------------------
 

@@ -9,11 +9,14 @@ own modules where a test uses them).
 - A raw MQTT client over socket + ssl for the byte-level cases (keep-alive,
   garbage, bad protocol name, plain text to TLS ports).
 - Paho: a thin paho-mqtt 1.6 wrapper that records callbacks for assertions.
+- read_events(): the event log as records, for every runner that reads one;
+  run_tests(): the unittest main of the integration suites.
 
 Nothing here knows the engine's internals: what is asserted is what a client
 sees on the wire and what the event log (a documented contract) says.
 """
 import ctypes
+import faulthandler
 import hashlib
 import json
 import os
@@ -24,9 +27,11 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -36,6 +41,44 @@ REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 def iotsim_binary():
     return os.environ.get("IOTSIM") or os.path.join(REPO, "build", "bin", "iotsim")
+
+
+def read_events(path, offset=0):
+    """The event-log records (JSON lines) of `path` from byte `offset` on.
+    A last line without its newline is still being written and is left for
+    the next read; a whole line that does not parse is kept as
+    {"kind": "unparsable", "line": ...}, so that a bad record is seen."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return []
+    out = []
+    for raw in data.split(b"\n")[:-1]:
+        ln = raw.decode("utf-8", "replace").strip()
+        if ln:
+            try:
+                out.append(json.loads(ln))
+            except ValueError:
+                out.append({"kind": "unparsable", "line": ln})
+    return out
+
+
+def run_tests(module, argv, label):
+    """unittest's main for an integration suite: the named tests (or all),
+    verbose on stderr, a watchdog, and "LABEL: N passed, N failed" last on
+    stdout; returns the exit status."""
+    faulthandler.dump_traceback_later(300, exit=True)  # a hang must not block CI; children die with us
+    loader = unittest.TestLoader()
+    suite = loader.loadTestsFromNames(argv, module) if argv else loader.loadTestsFromModule(module)
+    t0 = time.monotonic()
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    passed = result.testsRun - failed - len(result.skipped) - len(result.expectedFailures)
+    print("%s: %.1f s" % (label, time.monotonic() - t0), file=sys.stderr)
+    print("%s: %d passed, %d failed" % (label, passed, failed))
+    return 1 if failed else 0
 
 
 # ---- child processes ----------------------------------------------------------
@@ -224,20 +267,7 @@ class Sim:
 
     # event log
     def events(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return []
-        out = []
-        for ln in lines:
-            ln = ln.strip()
-            if ln:
-                try:
-                    out.append(json.loads(ln))
-                except ValueError:
-                    out.append({"kind": "unparsable", "line": ln})
-        return out
+        return read_events(self.log_path)
 
     def find(self, **want):
         """Events whose fields equal every key=value given (a callable value is a predicate)."""

@@ -11,7 +11,6 @@ Run: run.sh BUILD_DIR [unittest names...]  (or IOTSIM=path /usr/bin/python3 test
 The last line printed is `integration: N passed, N failed`; the exit status
 is non-zero if anything failed.
 """
-import faulthandler
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import unittest
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from iotsim_helper import (PINGREQ, Paho, RawMqtt, Sim, cert_id_of, connect_packet, iotsim_binary,  # noqa: E402
+from iotsim_helper import (PINGREQ, Paho, RawMqtt, Sim, cert_id_of, connect_packet, iotsim_binary, run_tests,  # noqa: E402
                            raw_tls, run, spawn, stop_process, wait_for)
 
 ALPN_AWS = ["x-amzn-mqtt-ca"]
@@ -1136,23 +1135,12 @@ class T10Config(Base):
 
 
 def main(argv):
-    faulthandler.dump_traceback_later(300, exit=True)  # a hang must not block CI; children die with us
     binary = iotsim_binary()
     if not os.access(binary, os.X_OK):
         print("iotsim not found at %s (set IOTSIM or pass the build dir to run.sh)" % binary, file=sys.stderr)
         print("integration: 0 passed, 1 failed")
         return 1
-    loader = unittest.TestLoader()
-    module = sys.modules[__name__]
-    suite = loader.loadTestsFromNames(argv, module) if argv else loader.loadTestsFromModule(module)
-    t0 = time.monotonic()
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    passed = result.testsRun - failed - len(result.skipped) - len(result.expectedFailures)
-    print("integration: %.1f s" % (time.monotonic() - t0), file=sys.stderr)
-    print("integration: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
+    return run_tests(sys.modules[__name__], argv, "integration")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -951,62 +951,56 @@ static int wait_for(iotc_client *c, waiter *w, uint32_t timeout_ms, uint8_t *gra
     return rc;
 }
 
-static waiter *new_waiter(void)
-{
-    waiter *w = calloc(1, sizeof *w);
-    if (w)
-        w->refs = 1;
-    return w;
-}
-
-int iotc_publish_wait(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
-                      uint32_t timeout_ms)
+/* The three *_wait calls: refused on the service thread (it would wait on
+ * itself); otherwise a waiter, and mu held until finish_wait. */
+static int start_wait(iotc_client *c, waiter **w)
 {
     if (!c)
         return IOTC_ERR_INVALID_ARG;
     if (on_service(c))
         return IOTC_ERR_BUSY;
-    waiter *w = new_waiter();
-    if (!w)
+    if (!(*w = calloc(1, sizeof **w)))
         return IOTC_ERR_NOMEM;
+    (*w)->refs = 1;
     pthread_mutex_lock(&c->mu);
-    int rc = do_publish(c, topic, payload, len, qos, retain, NULL, NULL, w);
-    rc = rc == IOTC_OK ? wait_for(c, w, timeout_ms, NULL) : (waiter_put(w), rc);
-    pthread_mutex_unlock(&c->mu);
-    return rc;
+    return IOTC_OK;
 }
 
-int iotc_subscribe_wait(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn on_msg, void *msg_user,
-                        uint32_t timeout_ms, uint8_t *granted)
+/* `rc` is the operation's start: on success, waits for its completion. */
+static int finish_wait(iotc_client *c, waiter *w, int rc, uint32_t timeout_ms, uint8_t *granted)
 {
-    if (!c)
-        return IOTC_ERR_INVALID_ARG;
-    if (on_service(c))
-        return IOTC_ERR_BUSY;
-    waiter *w = new_waiter();
-    if (!w)
-        return IOTC_ERR_NOMEM;
-    pthread_mutex_lock(&c->mu);
-    int rc = do_sub(c, false, filter, qos, on_msg, msg_user, NULL, NULL, w);
     rc = rc == IOTC_OK ? wait_for(c, w, timeout_ms, granted) : (waiter_put(w), rc);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
+int iotc_publish_wait(iotc_client *c, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
+                      uint32_t timeout_ms)
+{
+    waiter *w;
+    int rc = start_wait(c, &w);
+    if (rc != IOTC_OK)
+        return rc;
+    return finish_wait(c, w, do_publish(c, topic, payload, len, qos, retain, NULL, NULL, w), timeout_ms, NULL);
+}
+
+int iotc_subscribe_wait(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn on_msg, void *msg_user,
+                        uint32_t timeout_ms, uint8_t *granted)
+{
+    waiter *w;
+    int rc = start_wait(c, &w);
+    if (rc != IOTC_OK)
+        return rc;
+    return finish_wait(c, w, do_sub(c, false, filter, qos, on_msg, msg_user, NULL, NULL, w), timeout_ms, granted);
+}
+
 int iotc_unsubscribe_wait(iotc_client *c, const char *filter, uint32_t timeout_ms)
 {
-    if (!c)
-        return IOTC_ERR_INVALID_ARG;
-    if (on_service(c))
-        return IOTC_ERR_BUSY;
-    waiter *w = new_waiter();
-    if (!w)
-        return IOTC_ERR_NOMEM;
-    pthread_mutex_lock(&c->mu);
-    int rc = do_sub(c, true, filter, 0, NULL, NULL, NULL, NULL, w);
-    rc = rc == IOTC_OK ? wait_for(c, w, timeout_ms, NULL) : (waiter_put(w), rc);
-    pthread_mutex_unlock(&c->mu);
-    return rc;
+    waiter *w;
+    int rc = start_wait(c, &w);
+    if (rc != IOTC_OK)
+        return rc;
+    return finish_wait(c, w, do_sub(c, true, filter, 0, NULL, NULL, NULL, NULL, w), timeout_ms, NULL);
 }
 
 int iotc_client_connect_wait(iotc_client *c, uint32_t timeout_ms, bool *session_present)

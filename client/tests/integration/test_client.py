@@ -15,7 +15,6 @@ Run: run.sh BUILD_DIR [unittest names...]  (or ITEST=... IOTSIM=...
 /usr/bin/python3 test_client.py).  The last line printed is
 `client integration: N passed, N failed`; non-zero exit on any failure.
 """
-import faulthandler
 import json
 import os
 import re
@@ -34,7 +33,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 # iotsim's own integration helpers: starting iotsim, child processes that die
 # with the runner, stopping them.  Standard library only.
 sys.path.insert(0, os.path.join(REPO, "broker-sim", "tests", "integration"))
-from iotsim_helper import Sim, iotsim_binary, run, spawn, stop_process, wait_for  # noqa: E402
+from iotsim_helper import Sim, iotsim_binary, run, run_tests, spawn, stop_process, wait_for  # noqa: E402
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -617,24 +616,13 @@ class T05OutageIotsim(Base):
 
 
 def main(argv):
-    faulthandler.dump_traceback_later(300, exit=True)  # a hang must not block CI; children die with us
     missing = [b for b in (itest_binary(), iotsim_binary()) if not os.access(b, os.X_OK)]
     if missing or not os.access(MOSQUITTO, os.X_OK):
         print("not found: %s (set ITEST and IOTSIM or pass the build dir to run.sh)"
               % ", ".join(missing + ([MOSQUITTO] if not os.access(MOSQUITTO, os.X_OK) else [])), file=sys.stderr)
         print("client integration: 0 passed, 1 failed")
         return 1
-    loader = unittest.TestLoader()
-    module = sys.modules[__name__]
-    suite = loader.loadTestsFromNames(argv, module) if argv else loader.loadTestsFromModule(module)
-    t0 = time.monotonic()
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    passed = result.testsRun - failed - len(result.skipped) - len(result.expectedFailures)
-    print("client integration: %.1f s" % (time.monotonic() - t0), file=sys.stderr)
-    print("client integration: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
+    return run_tests(sys.modules[__name__], argv, "client integration")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -44,6 +44,7 @@
 #include <time.h>
 
 #include "iotc/client.h"
+#include "iotc/mqtt.h"
 
 /* ---- output ------------------------------------------------------------------ */
 
@@ -133,48 +134,12 @@ static void add_status(cJSON *o, int st)
 
 /* ---- text or base64 ---------------------------------------------------------------- */
 
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing over U+10FFFF) and
- * no NUL: a JSON string read back by a C program must round-trip. */
-static bool is_text(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        size_t k;
-        uint32_t cp;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            k = 1, cp = c & 0x1Fu;
-        } else if ((c & 0xF0) == 0xE0) {
-            k = 2, cp = c & 0x0Fu;
-        } else if ((c & 0xF8) == 0xF0) {
-            k = 3, cp = c & 0x07u;
-        } else {
-            return false;
-        }
-        if (n - i <= k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + j] & 0x3Fu);
-        }
-        static const uint32_t least[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < least[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 /* Adds `name` (text) or `name`_b64 (anything else) to `o`. */
 static void add_bytes(cJSON *o, const char *name, const void *p, size_t n)
 {
-    if (is_text(p, n)) {
+    /* Text when it is strict UTF-8 without NUL (the codec's MQTT rule): a
+     * JSON string read back by a C program must round-trip. */
+    if (iotc_mqtt_utf8_valid(p, n, NULL)) {
         char *s = malloc(n + 1);
         if (!s)
             return;

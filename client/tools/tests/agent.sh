@@ -110,6 +110,27 @@ EOF
     check "stats: connected, 3 messages, nothing queued" pubsub \
         'ev("stats", id="st", connected=True, messages=3, queued=0, inflight=0, dropped=0)'
     check "quit: bye last, exit 0" pubsub 'evs[-1]["ev"] == "bye" and rc == 0'
+
+    # Payloads that are not text (a NUL, a byte that is not UTF-8, a
+    # surrogate) come as payload_b64; UTF-8 text as payload.  Retained, so
+    # they are there when the agent subscribes.
+    printf 'caf\xc3\xa9' >"$tmp/t.dat"
+    printf 'a\x00b' >"$tmp/nul.dat"
+    printf '\xff\xfe' >"$tmp/ff.dat"
+    printf '\xed\xa0\x80' >"$tmp/sur.dat"
+    for n in t nul ff sur; do
+        mosquitto_pub -p "$mport" -t "agent/bin/$n" -f "$tmp/$n.dat" -r -q 1
+    done
+    cat >"$tmp/binary.in" <<EOF
+{"cmd":"connect","endpoint":"127.0.0.1","port":$mport,"tls":false,"client_id":"agent-bin"}
+{"cmd":"sleep","ms":1000}
+{"cmd":"subscribe","id":"s","filter":"agent/bin/+","qos":1}
+{"cmd":"sleep","ms":1000}
+{"cmd":"quit"}
+EOF
+    run binary
+    check "payloads: UTF-8 text as payload, anything else as payload_b64" binary \
+        '{m["topic"].split("/")[-1]: m.get("payload", "b64:" + m.get("payload_b64", "")) for m in ev("message")} == {"t": "caf\u00e9", "nul": "b64:YQBi", "ff": "b64://4=", "sur": "b64:7aCA"}'
 else
     fail "mosquitto did not start: $(cat "$tmp/mosquitto.log")"
 fi

@@ -3,6 +3,7 @@
  * See sigv4.h for the contract and aws-broker.md §5.2 for the algorithm.
  */
 #include "net/sigv4.h"
+#include "net/strbuf.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -28,55 +29,6 @@
 #define SIGV4_REGION_MAX 63
 /* Longest credentials-file line we read; a session token is ~2 KiB. */
 #define SIGV4_LINE_MAX 8192
-
-/* ---- a bounded string writer ------------------------------------------ */
-
-/* Appends what fits but always counts, so one pass both writes and
- * measures (snprintf's contract). */
-typedef struct sigv4_sb {
-    char *buf;
-    size_t cap;
-    size_t len;
-} sigv4_sb;
-
-static void sb_putn(sigv4_sb *sb, const char *s, size_t n)
-{
-    if (sb->buf != NULL && sb->len < sb->cap) {
-        size_t room = sb->cap - sb->len;
-        memcpy(sb->buf + sb->len, s, n < room ? n : room);
-    }
-    sb->len += n;
-}
-
-static void sb_puts(sigv4_sb *sb, const char *s)
-{
-    sb_putn(sb, s, strlen(s));
-}
-
-/* SigV4 URI encoding (what aws-c-auth applies to query keys and values):
- * only RFC 3986 unreserved characters stay, everything else is %XX with
- * upper-case hex, so '/', '+' and '=' in tokens become %2F, %2B, %3D. */
-static void sb_put_encoded(sigv4_sb *sb, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-        if (isalnum(*c) || *c == '-' || *c == '_' || *c == '.' || *c == '~') {
-            sb_putn(sb, (const char *)c, 1);
-        } else {
-            char e[3] = {'%', hex[*c >> 4], hex[*c & 0x0f]};
-            sb_putn(sb, e, 3);
-        }
-    }
-}
-
-/* Terminates; 0 when everything fitted. */
-static int sb_finish(sigv4_sb *sb)
-{
-    if (sb->buf == NULL || sb->len >= sb->cap)
-        return -1;
-    sb->buf[sb->len] = '\0';
-    return 0;
-}
 
 /* ---- crypto ------------------------------------------------------------ */
 
@@ -184,18 +136,18 @@ static int region_ok(const char *s)
 
 /* The query up to and excluding any token and the signature; it is both
  * the canonical query string and the start of the URL's query. */
-static void put_signed_query(sigv4_sb *sb, const iotc_sigv4_params *p, const char *date,
+static void put_signed_query(iotc_strbuf *sb, const iotc_sigv4_params *p, const char *date,
                              const char *amzdate)
 {
-    sb_puts(sb, "X-Amz-Algorithm=" SIGV4_ALGO "&X-Amz-Credential=");
-    sb_put_encoded(sb, p->access_key_id);
-    sb_puts(sb, "%2F");
-    sb_puts(sb, date);
-    sb_puts(sb, "%2F");
-    sb_put_encoded(sb, p->region);
-    sb_puts(sb, "%2F" SIGV4_SERVICE "%2Faws4_request&X-Amz-Date=");
-    sb_puts(sb, amzdate);
-    sb_puts(sb, "&X-Amz-SignedHeaders=host");
+    iotc_strbuf_puts(sb, "X-Amz-Algorithm=" SIGV4_ALGO "&X-Amz-Credential=");
+    iotc_strbuf_put_uri_encoded(sb, p->access_key_id);
+    iotc_strbuf_puts(sb, "%2F");
+    iotc_strbuf_puts(sb, date);
+    iotc_strbuf_puts(sb, "%2F");
+    iotc_strbuf_put_uri_encoded(sb, p->region);
+    iotc_strbuf_puts(sb, "%2F" SIGV4_SERVICE "%2Faws4_request&X-Amz-Date=");
+    iotc_strbuf_puts(sb, amzdate);
+    iotc_strbuf_puts(sb, "&X-Amz-SignedHeaders=host");
 }
 
 int iotc_sigv4_presign_mqtt(const iotc_sigv4_params *p, char *out, size_t cap, size_t *needed)
@@ -227,13 +179,13 @@ int iotc_sigv4_presign_mqtt(const iotc_sigv4_params *p, char *out, size_t cap, s
     /* Canonical request.  Bounded inputs keep it well under the buffer;
      * the check guards the bounds against future edits. */
     char creq[2048];
-    sigv4_sb cr = {creq, sizeof creq, 0};
-    sb_puts(&cr, "GET\n/mqtt\n");
+    iotc_strbuf cr = {creq, sizeof creq, 0};
+    iotc_strbuf_puts(&cr, "GET\n/mqtt\n");
     put_signed_query(&cr, p, date, amzdate);
-    sb_puts(&cr, "\nhost:");
-    sb_puts(&cr, host);
-    sb_puts(&cr, "\n\nhost\n" SIGV4_EMPTY_HASH);
-    if (sb_finish(&cr) != 0)
+    iotc_strbuf_puts(&cr, "\nhost:");
+    iotc_strbuf_puts(&cr, host);
+    iotc_strbuf_puts(&cr, "\n\nhost\n" SIGV4_EMPTY_HASH);
+    if (iotc_strbuf_finish(&cr) != 0)
         return IOTC_ERR_INTERNAL;
 
     char creq_hash[65];
@@ -241,16 +193,16 @@ int iotc_sigv4_presign_mqtt(const iotc_sigv4_params *p, char *out, size_t cap, s
         return IOTC_ERR_INTERNAL;
 
     char sts[256];
-    sigv4_sb st = {sts, sizeof sts, 0};
-    sb_puts(&st, SIGV4_ALGO "\n");
-    sb_puts(&st, amzdate);
-    sb_puts(&st, "\n");
-    sb_puts(&st, date);
-    sb_puts(&st, "/");
-    sb_puts(&st, p->region);
-    sb_puts(&st, "/" SIGV4_SERVICE "/aws4_request\n");
-    sb_puts(&st, creq_hash);
-    if (sb_finish(&st) != 0)
+    iotc_strbuf st = {sts, sizeof sts, 0};
+    iotc_strbuf_puts(&st, SIGV4_ALGO "\n");
+    iotc_strbuf_puts(&st, amzdate);
+    iotc_strbuf_puts(&st, "\n");
+    iotc_strbuf_puts(&st, date);
+    iotc_strbuf_puts(&st, "/");
+    iotc_strbuf_puts(&st, p->region);
+    iotc_strbuf_puts(&st, "/" SIGV4_SERVICE "/aws4_request\n");
+    iotc_strbuf_puts(&st, creq_hash);
+    if (iotc_strbuf_finish(&st) != 0)
         return IOTC_ERR_INTERNAL;
 
     unsigned char key[32], sig[32];
@@ -267,18 +219,18 @@ int iotc_sigv4_presign_mqtt(const iotc_sigv4_params *p, char *out, size_t cap, s
     /* The URL.  The token is outside the signature (IoT does not sign it,
      * aws-broker.md §5.2 step 10) but before X-Amz-Signature: aws-c-auth
      * emits the query sorted, and "Security" < "Signature". */
-    sigv4_sb u = {out, cap, 0};
-    sb_puts(&u, "wss://");
-    sb_puts(&u, host);
+    iotc_strbuf u = {out, cap, 0};
+    iotc_strbuf_puts(&u, "wss://");
+    iotc_strbuf_puts(&u, host);
     size_t path_start = u.len;
-    sb_puts(&u, "/mqtt?");
+    iotc_strbuf_puts(&u, "/mqtt?");
     put_signed_query(&u, p, date, amzdate);
     if (p->session_token != NULL && p->session_token[0] != '\0') {
-        sb_puts(&u, "&X-Amz-Security-Token=");
-        sb_put_encoded(&u, p->session_token);
+        iotc_strbuf_puts(&u, "&X-Amz-Security-Token=");
+        iotc_strbuf_put_uri_encoded(&u, p->session_token);
     }
-    sb_puts(&u, "&X-Amz-Signature=");
-    sb_puts(&u, sig_hex);
+    iotc_strbuf_puts(&u, "&X-Amz-Signature=");
+    iotc_strbuf_puts(&u, sig_hex);
 
     if (needed != NULL)
         *needed = u.len + 1;
@@ -289,7 +241,7 @@ int iotc_sigv4_presign_mqtt(const iotc_sigv4_params *p, char *out, size_t cap, s
     }
     if (out == NULL && cap == 0)
         return IOTC_OK; /* measuring only */
-    if (sb_finish(&u) != 0) {
+    if (iotc_strbuf_finish(&u) != 0) {
         out[0] = '\0';
         return IOTC_ERR_INVALID_ARG;
     }

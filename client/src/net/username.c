@@ -1,58 +1,14 @@
 /*
  * net/username.c: the AWS IoT CONNECT username (see username.h).
  *
- * One pass through a counting writer: it always counts and copies only
- * while the bytes fit, so the size needed is known even when `out` is too
- * small, and a too-small buffer is never left holding part of a username.
+ * One pass through a counting writer (net/strbuf.h): the size needed is
+ * known even when `out` is too small, and a too-small buffer is never left
+ * holding part of a username.
  */
 #include "net/username.h"
+#include "net/strbuf.h"
 
 #include <string.h>
-
-typedef struct {
-    char *out;
-    size_t cap;     /* bytes of `out` usable for text (the NUL excluded) */
-    size_t len;     /* bytes the username takes so far */
-} writer;
-
-static void put(writer *w, const char *s, size_t n)
-{
-    /* Past the MQTT limit the answer is TOO_LARGE whatever follows; stop
-     * counting so that absurd inputs cannot overflow `len`. */
-    if (w->len > IOTC_USERNAME_MAX)
-        return;
-    if (w->len < w->cap) {
-        size_t room = w->cap - w->len;
-        memcpy(w->out + w->len, s, n < room ? n : room);
-    }
-    w->len += n;
-}
-
-static void put_str(writer *w, const char *s)
-{
-    put(w, s, strlen(s));
-}
-
-static int unreserved(unsigned char c)
-{
-    /* RFC 3986 §2.3; spelled out rather than isalnum(), which follows the
-     * locale. */
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static void put_encoded(writer *w, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (unreserved(*p)) {
-            put(w, (const char *)p, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 0x0f]};
-            put(w, e, sizeof e);
-        }
-    }
-}
 
 /* Whether the query of `username` (after its first '?') has the key `key`. */
 static int query_has_key(const char *username, const char *key)
@@ -75,9 +31,9 @@ static int query_has_key(const char *username, const char *key)
 /* '?' for the first parameter, '&' once the username has a query.  The
  * writer may not hold the text (too small a buffer), so the state is kept
  * here rather than read back. */
-static void separator(writer *w, int *has_query)
+static void separator(iotc_strbuf *w, int *has_query)
 {
-    put(w, *has_query ? "&" : "?", 1);
+    iotc_strbuf_putn(w, *has_query ? "&" : "?", 1);
     *has_query = 1;
 }
 
@@ -93,39 +49,39 @@ iotc_err iotc_username_build(const iotc_username_params *p, char *out, size_t ca
         (p->metrics && p->metrics_version == NULL))
         return IOTC_ERR_INVALID_ARG;
 
-    writer w = {out, cap > 0 ? cap - 1 : 0, 0};
+    iotc_strbuf w = {out, cap, 0};
     int has_query = 0;
     if (p->base != NULL) {
-        put_str(&w, p->base);
+        iotc_strbuf_puts(&w, p->base);
         has_query = strchr(p->base, '?') != NULL;
     }
     if (p->authorizer_name != NULL) {
         separator(&w, &has_query);
-        put_str(&w, "x-amz-customauthorizer-name=");
-        put_encoded(&w, p->authorizer_name);
+        iotc_strbuf_puts(&w, "x-amz-customauthorizer-name=");
+        iotc_strbuf_put_uri_encoded(&w, p->authorizer_name);
     }
     if (p->signature != NULL) {
         separator(&w, &has_query);
-        put_str(&w, "x-amz-customauthorizer-signature=");
+        iotc_strbuf_puts(&w, "x-amz-customauthorizer-signature=");
         if (strchr(p->signature, '%') != NULL)
-            put_str(&w, p->signature);
+            iotc_strbuf_puts(&w, p->signature);
         else
-            put_encoded(&w, p->signature);
+            iotc_strbuf_put_uri_encoded(&w, p->signature);
     }
     if (p->token_key_name != NULL) {
         separator(&w, &has_query);
-        put_encoded(&w, p->token_key_name);
-        put_str(&w, "=");
-        put_encoded(&w, p->token_value);
+        iotc_strbuf_put_uri_encoded(&w, p->token_key_name);
+        iotc_strbuf_puts(&w, "=");
+        iotc_strbuf_put_uri_encoded(&w, p->token_value);
     }
     /* "SDK" encodes to itself, so comparing the raw key name is exact. */
     if (p->metrics && !query_has_key(p->base, "SDK") &&
         (p->token_key_name == NULL || strcmp(p->token_key_name, "SDK") != 0)) {
         separator(&w, &has_query);
-        put_str(&w, "SDK=");
-        put_encoded(&w, p->metrics_sdk != NULL ? p->metrics_sdk : IOTC_USERNAME_METRICS_SDK);
-        put_str(&w, "&Version=");
-        put_encoded(&w, p->metrics_version);
+        iotc_strbuf_puts(&w, "SDK=");
+        iotc_strbuf_put_uri_encoded(&w, p->metrics_sdk != NULL ? p->metrics_sdk : IOTC_USERNAME_METRICS_SDK);
+        iotc_strbuf_puts(&w, "&Version=");
+        iotc_strbuf_put_uri_encoded(&w, p->metrics_version);
     }
 
     if (w.len > IOTC_USERNAME_MAX) {

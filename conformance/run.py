@@ -888,21 +888,25 @@ def _inactive_sim(x):
     return x.sim(tcp=False, config={"things": [{"name": "dead", "status": "INACTIVE"}]})
 
 
-@chk
-def connect_failed_event_v5_87(x):
-    s = _inactive_sim(x)
-    w = x.client(s, "watch", listener="mtls")
+def _v5_refused_not_authorized(x, s, device, cid, why):
+    """An MQTT 5 CONNECT from `device` as `cid` gets CONNACK 0x87 and
+    $aws/events/presence/connect_failed/<cid> says AUTHORIZATION_FAILED."""
+    w = x.client(s, "watch-" + cid, listener="mtls")
     x.sub(w, [("$aws/events/presence/connect_failed/+", 1)])
-    c = x.raw(s, v=5, listener="mtls", device="dead")
-    a = c.connect("dead")
-    check(a["type"] == "CONNACK" and a["rc"] == 0x87, "inactive certificate, MQTT 5: expected CONNACK 0x87, got %s"
-          % brief(a))
+    c = x.raw(s, v=5, listener="mtls", device=device)
+    a = c.connect(cid)
+    check(a["type"] == "CONNACK" and a["rc"] == 0x87, "%s, MQTT 5: expected CONNACK 0x87, got %s" % (why, brief(a)))
     got = w.collect(until=1, quiet=1.0)
-    check(len(got) == 1 and got[0]["topic"] == "$aws/events/presence/connect_failed/dead",
-          "no connect_failed event for dead: %s" % [brief(p) for p in got])
+    check(len(got) == 1 and got[0]["topic"] == "$aws/events/presence/connect_failed/" + cid,
+          "no connect_failed event for %s: %s" % (cid, [brief(p) for p in got]))
     ev = json.loads(got[0]["payload"])
     check(ev.get("eventType") == "connect_failed" and ev.get("connectFailureReason") == "AUTHORIZATION_FAILED"
-          and ev.get("clientId") == "dead", "connect_failed payload: %s" % ev)
+          and ev.get("clientId") == cid, "connect_failed payload: %s" % ev)
+
+
+@chk
+def connect_failed_event_v5_87(x):
+    _v5_refused_not_authorized(x, _inactive_sim(x), "dead", "dead", "inactive certificate")
 
 
 @chk
@@ -948,17 +952,7 @@ def policy_connect_denied_v311_no_connack(x):
 @chk
 def policy_connect_denied_v5_87_connect_failed(x):
     s = _policy_sim(x)
-    w = x.client(s, "watch", listener="mtls")
-    x.sub(w, [("$aws/events/presence/connect_failed/+", 1)])
-    c = x.raw(s, v=5, listener="mtls", device="pol")
-    a = c.connect("intruder5")
-    check(a["type"] == "CONNACK" and a["rc"] == 0x87, "iot:Connect denied, MQTT 5: expected CONNACK 0x87, got %s"
-          % brief(a))
-    got = w.collect(until=1, quiet=1.0)
-    check(len(got) == 1 and got[0]["topic"] == "$aws/events/presence/connect_failed/intruder5",
-          "no connect_failed event for intruder5: %s" % [brief(p) for p in got])
-    ev = json.loads(got[0]["payload"])
-    check(ev.get("connectFailureReason") == "AUTHORIZATION_FAILED", "connect_failed payload: %s" % ev)
+    _v5_refused_not_authorized(x, s, "pol", "intruder5", "iot:Connect denied")
     # A Will on a topic the device may not publish to refuses the CONNECT too (§6.2, §4.2).
     c = x.raw(s, v=5, listener="mtls", device="pol")
     a = c.connect("pol-will", will=("elsewhere/lwt", "x", 0, False))

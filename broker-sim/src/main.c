@@ -311,6 +311,39 @@ static char *device_add_api(void *ctx, const char *name, int *status)
     return t;
 }
 
+/* Control API: GET /things, each registered thing with its certificate
+ * (id, status, files) and the policies attached to it now. */
+static char *things_api(void *ctx)
+{
+    app *a = ctx;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "things") : NULL;
+    for (size_t i = 0; arr && i < a->reg.n; i++) {
+        const sim_device *d = &a->reg.v[i];
+        cJSON *x = cJSON_CreateObject();
+        if (!x || !cJSON_AddItemToArray(arr, x)) {
+            cJSON_Delete(x);
+            break;
+        }
+        char p[PATH_MAX + 320];
+        cJSON_AddStringToObject(x, "name", d->thing);
+        cJSON_AddStringToObject(x, "certificate_id", d->cert_id);
+        cJSON_AddStringToObject(x, "status", d->status);
+        path_in(a, d->cert_file, p, sizeof p);
+        cJSON_AddStringToObject(x, "cert_file", p);
+        path_in(a, d->key_file, p, sizeof p);
+        cJSON_AddStringToObject(x, "key_file", p);
+        const char *names[SIM_POLICY_MAX_ATTACHED];
+        size_t n = sim_policy_store_attached(a->pol, d->cert_id, names, SIM_POLICY_MAX_ATTACHED);
+        cJSON *pl = cJSON_AddArrayToObject(x, "policies");
+        for (size_t k = 0; pl && k < n && k < SIM_POLICY_MAX_ATTACHED; k++)
+            cJSON_AddItemToArray(pl, cJSON_CreateString(names[k]));
+    }
+    char *t = arr ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return t;
+}
+
 static int add_policy(app *a, const char *key, const char *name, const cJSON *doc, bool replace, char *err,
                       size_t errlen);
 
@@ -832,6 +865,7 @@ int main(int argc, char **argv)
     so.ready = write_endpoint;
     so.device_add = device_add_api;
     so.policy_admin = policy_admin_api;
+    so.things_describe = things_api;
     so.ctx = &a;
     a.srv = sim_server_new(&cfg, &so, err, sizeof err);
     if (!a.srv) {

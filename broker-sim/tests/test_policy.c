@@ -367,7 +367,14 @@ static void test_store_changes(void **state)
     assert_non_null(strstr(err, "built in"));
 
     /* Detach one: the other stays attached, in its order. */
+    const char *names[SIM_POLICY_MAX_ATTACHED];
+    assert_int_equal(sim_policy_store_attached(s, "cert-a", names, SIM_POLICY_MAX_ATTACHED), 2);
+    assert_string_equal(names[0], "pub");
+    assert_string_equal(names[1], "other");
     assert_int_equal(sim_policy_store_detach(s, "cert-a", "pub", err, sizeof err), 0);
+    assert_int_equal(sim_policy_store_attached(s, "cert-a", names, 1), 1);
+    assert_string_equal(names[0], "other");
+    assert_int_equal(sim_policy_store_attached(s, "cert-z", names, 1), 0);
     sim_policy_authorize(s, "cert-a", "c", NULL, SIM_IOT_PUBLISH, "b", 1, &d, NULL, 0);
     assert_true(d.allowed);
     assert_string_equal(d.policy, "other");

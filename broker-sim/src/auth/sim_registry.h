@@ -17,7 +17,8 @@ typedef struct {
     char *status;    /* "ACTIVE", "INACTIVE", "REVOKED" */
     char *cert_file; /* relative to the state directory */
     char *key_file;
-    char *policy;    /* "allow-all" until policies are simulated */
+    char *policy;    /* the policies attached when it was registered ("allow-all"); the config
+                      * file's things[i].policies and the control API change what is in force */
 } sim_device;
 
 typedef struct {

@@ -771,6 +771,16 @@ int sim_policy_store_delete(sim_policy_store *s, const char *policy, char *err, 
     return 0;
 }
 
+size_t sim_policy_store_attached(const sim_policy_store *s, const char *principal_id, const char **names, size_t max)
+{
+    const principal *p = sim_map_get(&s->by_id, principal_id, strlen(principal_id));
+    if (!p)
+        return 0;
+    for (size_t i = 0; i < p->natt && i < max; i++)
+        names[i] = p->att[i]->name;
+    return p->natt;
+}
+
 int sim_policy_store_set_cert_var(sim_policy_store *s, const char *principal_id, const char *name, const char *value)
 {
     principal *p = get_principal(s, principal_id, true);

@@ -127,6 +127,10 @@ int sim_policy_store_replace(sim_policy_store *s, sim_policy *p, char *err, size
 /* Deletes a policy (AWS DeletePolicy).  -1 with err: no such policy, the
  * built-in one, or still attached to a certificate (AWS refuses that too). */
 int sim_policy_store_delete(sim_policy_store *s, const char *policy, char *err, size_t errlen);
+/* The names of the policies attached to a principal, in attachment order:
+ * up to `max` in names[] (owned by the store, valid until it changes); the
+ * count attached. */
+size_t sim_policy_store_attached(const sim_policy_store *s, const char *principal, const char **names, size_t max);
 /* Records a certificate field for its ${iot:Certificate.<name>}; copied. */
 int sim_policy_store_set_cert_var(sim_policy_store *s, const char *principal, const char *name, const char *value);
 

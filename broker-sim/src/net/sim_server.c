@@ -487,13 +487,18 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
                      s->o.time_scale);
             return strdup(buf);
         }
+        if (!strcmp(h->path, "/things") && s->o.things_describe) {
+            char *t = s->o.things_describe(s->o.ctx);
+            *status = t ? 200 : 500;
+            return t;
+        }
         /* The IoT policies and their attachments (sim_policy.h). */
         if (!strcmp(h->path, "/policies")) {
             const struct sim_policy_store *ps = sim_engine_config(s->engine)->policies;
             *status = 200;
             return ps ? sim_policy_store_describe(ps) : strdup("{\"policies\":[],\"attachments\":[]}");
         }
-        return reply_msg(status, 404, "error", "no such resource (GET /health, /clients, /clock, /policies)");
+        return reply_msg(status, 404, "error", "no such resource (GET /health, /clients, /clock, /things, /policies)");
     }
     cJSON *b = h->body_len ? cJSON_ParseWithLength(h->body, h->body_len) : cJSON_CreateObject();
     if (!b || !cJSON_IsObject(b)) {

@@ -50,6 +50,9 @@ typedef struct {
     /* Control API: POST /devices {"name": N} (NULL: not offered).  Returns a
      * malloc'd JSON reply or NULL with *status set. */
     char *(*device_add)(void *ctx, const char *name, int *status);
+    /* Control API: GET /things, the registry as a malloc'd JSON reply (NULL:
+     * not offered, or out of memory). */
+    char *(*things_describe)(void *ctx);
     /* Control API: POST /policies{,/attach,/detach,/delete} (NULL: not
      * offered).  `op` is what follows "/policies"; `body` the request's JSON
      * object.  Returns a malloc'd JSON reply or NULL, with *status set; a

@@ -1133,6 +1133,27 @@ class T10Config(Base):
         self.assertIn("RC:135", out)
         self.assertRegex(out, r"received PUBACK \(Mid: \d+, RC:0\)")
 
+    def test_g_things_listed(self):
+        # GET /things: every registered thing with its certificate and the
+        # policies in force, following POST /devices and the policy API.
+        s = self.policy_sim()
+        st, body = s.get("/things")
+        self.assertEqual(st, 200, body)
+        things = {t["name"]: t for t in body["things"]}
+        self.assertEqual(sorted(things), sorted([s.ep["thing_name"], "devR"]))
+        devr = things["devR"]
+        self.assertEqual(devr["certificate_id"], cert_id_of(s.device("devR")[0]))
+        self.assertEqual(devr["status"], "ACTIVE")
+        self.assertEqual(devr["policies"], ["restricted"])
+        self.assertEqual((devr["cert_file"], devr["key_file"]), s.device("devR"))
+        self.assertEqual(things[s.ep["thing_name"]]["policies"], ["allow-all"])
+        st, body = s.post("/devices", {"name": "devN"})
+        self.assertEqual(st, 201, body)
+        self.assertEqual(s.post("/policies/attach", {"policy": "restricted", "thing": "devN"})[0], 200)
+        things = {t["name"]: t for t in s.get("/things")[1]["things"]}
+        self.assertEqual(things["devN"]["policies"], ["allow-all", "restricted"])
+        self.assertEqual(things["devN"]["certificate_id"], body["certificate_id"])
+
 
 def main(argv):
     binary = iotsim_binary()

@@ -556,9 +556,9 @@ class T04OutageMosquitto(Base):
         ctx = "\n--- iotc_itest output ---\n" + o.text[-6000:]
         self.assertEqual(o.rc, 0, "iotc_itest did not finish cleanly" + ctx)
         self.assertTrue(o.interrupts and o.resumes, "no outage seen" + ctx)
-        # A straddling publish is online (completes OK) or the oldest offline
-        # one (dropped first): either is right, and it is left out of the
-        # partition below.
+        # A straddling publish is online (completes OK) or offline (queued,
+        # and maybe dropped): either is right; where its completion shows it
+        # was queued, the partition below counts it as offline.
         ambiguous = self.straddling(o, ctx)
         self.assertEqual({i: o.done.get(i) for i in ambiguous
                           if o.done.get(i) not in ("IOTC_OK", "IOTC_ERR_QUEUE_DROPPED")}, {},
@@ -566,7 +566,20 @@ class T04OutageMosquitto(Base):
         outage = o.of_phase("outage")
         self.assertGreater(len(outage), q + 2, "the outage did not overflow the queue; fix the timing" + ctx)
         self.assertEqual({i: s for i, s in o.calls.items() if s != "IOTC_OK"}, {}, "publish calls refused" + ctx)
-        kept, dropped = outage[-q:], outage[:-q]
+        # A publish that straddled the resume and evicted the q-th newest
+        # offline one was itself queued offline (its call returned after the
+        # client had resumed, but it entered the queue first): it belongs at
+        # the end of the offline run.  Seen in CI: PUB 43, DONE 35 dropped,
+        # RESUMED, CALL 43.  One straddling the interruption and dropped was
+        # the oldest offline one.
+        offline = list(outage)
+        for a in ambiguous:
+            if (a == outage[-1] + 1 and o.done.get(a) == "IOTC_OK"
+                    and o.done.get(outage[-q]) == "IOTC_ERR_QUEUE_DROPPED"):
+                offline.append(a)
+            elif a == outage[0] - 1 and o.done.get(a) == "IOTC_ERR_QUEUE_DROPPED":
+                offline.insert(0, a)
+        kept, dropped = offline[-q:], offline[:-q]
         self.assertEqual({i: o.done.get(i) for i in dropped if o.done.get(i) != "IOTC_ERR_QUEUE_DROPPED"}, {},
                          "the oldest offline publishes must complete with IOTC_ERR_QUEUE_DROPPED" + ctx)
         self.assertEqual({i: o.done.get(i) for i in kept if o.done.get(i) != "IOTC_OK"}, {},
@@ -575,16 +588,16 @@ class T04OutageMosquitto(Base):
         self.assertEqual({i: o.done.get(i) for i in other if o.done.get(i) != "IOTC_OK"}, {},
                          "publishes made online must complete OK" + ctx)
         first = o.first_arrivals()
-        self.assertEqual([i for i in outage if i in first], kept,
+        self.assertEqual([i for i in offline if i in first], kept,
                          "exactly the newest %d offline publishes must arrive" % q + ctx)
         self.assertEqual(first, sorted(first), "first arrivals out of publish order" + ctx)
         self.assertEqual([i for i in o.of_phase("after") if i not in first], [],
                          "publishes made after the resume never arrived" + ctx)
         s = o.summary or {}
-        dropped_too = [i for i in ambiguous if o.done.get(i) == "IOTC_ERR_QUEUE_DROPPED"]
+        dropped_too = [i for i in ambiguous if i not in offline and o.done.get(i) == "IOTC_ERR_QUEUE_DROPPED"]
         self.assertEqual(s.get("dropped"), len(dropped) + len(dropped_too),
                          "stats.dropped disagrees with the completions" + ctx)
-        print("\n  drop-oldest: offline %s, dropped %s, duplicates %s" % (outage, dropped, o.duplicates()),
+        print("\n  drop-oldest: offline %s, dropped %s, duplicates %s" % (offline, dropped, o.duplicates()),
               file=sys.stderr)
 
 

@@ -701,6 +701,135 @@ static void test_bad_files(void **state)
     assert_no_temp_files();
 }
 
+/* ---- certificates from a CSR (CreateCertificateFromCsr) ----------------------- */
+
+/* Reads a whole file made by the openssl CLI into a malloc'd string. */
+static char *read_text(const char *file, size_t *len)
+{
+    FILE *f = fopen(path(file), "rb");
+    assert_non_null(f);
+    char *buf = calloc(1, 65536);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 65535, f);
+    fclose(f);
+    return buf;
+}
+
+/* A CSR made by openssl(1), a peer this code did not write. */
+static char *cli_csr(const char *name, const char *keyopts, const char *subj, size_t *len)
+{
+    char out[4096], f[64];
+    snprintf(f, sizeof f, "%s.csr", name);
+    int rc = sh(out, sizeof out, "openssl req -new -newkey %s -nodes -keyout '%s/%s.key' -subj '%s' -out '%s'",
+                keyopts, F.dir, name, subj, path(f));
+    if (rc != 0)
+        fail_msg("openssl req: %s", out);
+    return read_text(f, len);
+}
+
+static void assert_csr_issues(const char *name, const char *keyopts, bool rsa)
+{
+    char err[256], out[4096], f[64];
+    size_t len;
+    char *csr = cli_csr(name, keyopts, "/CN=csr-device/O=Acme Corp", &len);
+    X509 *c = NULL;
+    if (sim_pki_issue_csr(F.ca_key, F.ca, csr, len, 30, &c, err, sizeof err) != 0)
+        fail_msg("%s: %s", name, err);
+    free(csr);
+    /* OpenSSL's API: the CSR's subject, a client certificate of the CA. */
+    char *subj = X509_NAME_oneline(X509_get_subject_name(c), NULL, 0);
+    assert_string_equal(subj, "/CN=csr-device/O=Acme Corp");
+    OPENSSL_free(subj);
+    assert_validity_days(c, 30);
+    assert_true(ext_critical(c, NID_basic_constraints));
+    assert_int_equal(X509_check_ca(c), 0);
+    assert_true((X509_get_extended_key_usage(c) & XKU_SSL_CLIENT) != 0);
+    assert_true(((X509_get_key_usage(c) & KU_KEY_ENCIPHERMENT) != 0) == rsa);
+    assert_akid_matches(c, F.ca);
+    assert_int_equal(sim_pki_verify(F.ca, c, err, sizeof err), 0);
+    /* openssl(1): it verifies, and its public key is the one the CSR came with. */
+    snprintf(f, sizeof f, "%s.pem", name);
+    assert_int_equal(sim_pki_write_cert(path(f), c, err, sizeof err), 0);
+    assert_int_equal(sh(out, sizeof out, "openssl verify -purpose sslclient -CAfile '%s' '%s'", path("ca.pem"),
+                        path(f)),
+                     0);
+    char a[4096], b[4096];
+    assert_int_equal(sh(a, sizeof a, "openssl x509 -in '%s' -noout -pubkey", path(f)), 0);
+    assert_int_equal(sh(b, sizeof b, "openssl pkey -in '%s/%s.key' -pubout", F.dir, name), 0);
+    assert_string_equal(a, b);
+    X509_free(c);
+}
+
+static void test_csr_issue(void **state)
+{
+    (void)state;
+    assert_csr_issues("csr-p256", "ec -pkeyopt ec_paramgen_curve:P-256", false);
+    assert_csr_issues("csr-p384", "ec -pkeyopt ec_paramgen_curve:P-384", false);
+    assert_csr_issues("csr-rsa", "rsa:2048", true);
+}
+
+static void assert_csr_refused(const char *csr, size_t len, const char *want)
+{
+    char err[256] = "";
+    X509 *c = (X509 *)1;
+    assert_int_equal(sim_pki_issue_csr(F.ca_key, F.ca, csr, len, 30, &c, err, sizeof err), -1);
+    assert_null(c);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" does not say \"%s\"", err, want);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_csr_refused(void **state)
+{
+    (void)state;
+    size_t len;
+    char *csr = cli_csr("csr-rsa1024", "rsa:1024", "/CN=weak", &len);
+    assert_csr_refused(csr, len, "1024 bits");
+    free(csr);
+    csr = cli_csr("csr-p521", "ec -pkeyopt ec_paramgen_curve:P-521", "/CN=big", &len);
+    assert_csr_refused(csr, len, "secp521r1");
+    free(csr);
+    csr = cli_csr("csr-ed", "ed25519", "/CN=edwards", &len);
+    assert_csr_refused(csr, len, "ED25519");
+    free(csr);
+    assert_csr_refused("hello", 5, "not a PEM CERTIFICATE REQUEST");
+    assert_csr_refused("", 0, "not a PEM CERTIFICATE REQUEST");
+    char *big = calloc(1, 9000);
+    assert_non_null(big);
+    memset(big, 'A', 8999);
+    assert_csr_refused(big, 8999, "at most 8192");
+    free(big);
+    /* A certificate is not a request. */
+    char *pem;
+    char err[256];
+    assert_int_equal(sim_pki_cert_to_pem(F.cli, &pem, err, sizeof err), 0);
+    assert_csr_refused(pem, strlen(pem), "not a PEM CERTIFICATE REQUEST");
+    free(pem);
+    /* Proof of possession: a CSR whose signature was damaged. */
+    csr = cli_csr("csr-tamper", "ec -pkeyopt ec_paramgen_curve:P-256", "/CN=tamper", &len);
+    BIO *bio = BIO_new_mem_buf(csr, (int)len);
+    X509_REQ *req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    free(csr);
+    assert_non_null(req);
+    const ASN1_BIT_STRING *sig;
+    const X509_ALGOR *alg;
+    X509_REQ_get0_signature(req, &sig, &alg);
+    unsigned char *d = (unsigned char *)ASN1_STRING_get0_data(sig);
+    d[ASN1_STRING_length(sig) / 2] ^= 0x55;
+    bio = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_X509_REQ(bio, req), 1);
+    char *mem;
+    long ml = BIO_get_mem_data(bio, &mem);
+    assert_csr_refused(mem, (size_t)ml, "signature does not verify");
+    BIO_free(bio);
+    X509_REQ_free(req);
+    /* A CSR with an empty subject. */
+    csr = cli_csr("csr-empty", "ec -pkeyopt ec_paramgen_curve:P-256", "/", &len);
+    assert_csr_refused(csr, len, "empty subject");
+    free(csr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +846,8 @@ int main(void)
         cmocka_unit_test(test_pem_strings),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_csr_issue),
+        cmocka_unit_test(test_csr_refused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -358,6 +359,99 @@ int sim_pki_issue(EVP_PKEY *ca_key, X509 *ca_cert, const sim_pki_req *req, EVP_P
 out:
     X509_free(x);
     EVP_PKEY_free(k);
+    return -1;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u);
+
+/* The key types AWS IoT takes in a CSR: RSA 2048..4096, EC P-256 and P-384. */
+static int csr_key_ok(EVP_PKEY *k, char *err, size_t errlen)
+{
+    int id = EVP_PKEY_get_base_id(k);
+    if (id == EVP_PKEY_RSA) {
+        int bits = EVP_PKEY_get_bits(k);
+        if (bits < 2048 || bits > 4096)
+            return fail(err, errlen, "CSR: an RSA key of %d bits (want 2048..4096)", bits);
+        return 0;
+    }
+    if (id == EVP_PKEY_EC) {
+        char group[64] = "";
+        size_t gl = 0;
+        if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &gl))
+            return fail(err, errlen, "CSR: an EC key without a named curve");
+        if (strcmp(group, "prime256v1") && strcmp(group, "secp384r1"))
+            return fail(err, errlen, "CSR: an EC key on %s (want P-256 or P-384)", group);
+        return 0;
+    }
+    return fail(err, errlen, "CSR: a %s key (want RSA or EC)", OBJ_nid2sn(id));
+}
+
+int sim_pki_issue_csr(EVP_PKEY *ca_key, X509 *ca_cert, const char *csr_pem, size_t len, unsigned days, X509 **cert,
+                      char *err, size_t errlen)
+{
+    ERR_clear_error();
+    if (cert)
+        *cert = NULL;
+    if (!ca_key || !ca_cert || !csr_pem || !cert || days == 0)
+        return fail(err, errlen, "sim_pki_issue_csr: missing argument");
+    if (len > 8192)
+        return fail(err, errlen, "CSR: %zu bytes (at most 8192)", len);
+    if (X509_check_ca(ca_cert) == 0)
+        return fail(err, errlen, "issuer certificate is not a CA");
+    BIO *b = BIO_new_mem_buf(csr_pem, (int)len);
+    X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(b);
+    X509 *x = NULL;
+    EVP_PKEY *pub = NULL;
+    if (!req) {
+        ERR_clear_error();
+        return fail(err, errlen, "CSR: not a PEM CERTIFICATE REQUEST");
+    }
+    pub = X509_REQ_get_pubkey(req);
+    if (!pub) {
+        fail(err, errlen, "CSR: no usable public key");
+        goto out;
+    }
+    if (csr_key_ok(pub, err, errlen) < 0)
+        goto out;
+    if (X509_REQ_verify(req, pub) != 1) {
+        fail(err, errlen, "CSR: the signature does not verify");
+        goto out;
+    }
+    const X509_NAME *subj = X509_REQ_get_subject_name(req);
+    if (!subj || X509_NAME_entry_count(subj) == 0) {
+        fail(err, errlen, "CSR: an empty subject");
+        goto out;
+    }
+    x = X509_new();
+    if (!x || set_validity(x, -300, days, err, errlen) < 0)
+        goto out_x;
+    if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) < 0 || !X509_set_subject_name(x, subj) ||
+        !X509_set_pubkey(x, pub) || !X509_set_issuer_name(x, X509_get_subject_name(ca_cert))) {
+        fail(err, errlen, "cannot build the certificate");
+        goto out_x;
+    }
+    bool rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
+    if (add_ext(x, NID_basic_constraints, "critical,CA:FALSE", err, errlen) < 0 ||
+        add_ext(x, NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature",
+                err, errlen) < 0 ||
+        add_ext(x, NID_ext_key_usage, "clientAuth", err, errlen) < 0 ||
+        add_ext(x, NID_subject_key_identifier, "hash", err, errlen) < 0 || add_akid(x, ca_cert, err, errlen) < 0 ||
+        sign(x, ca_key, err, errlen) < 0)
+        goto out_x;
+    *cert = x;
+    EVP_PKEY_free(pub);
+    X509_REQ_free(req);
+    ERR_clear_error();
+    return 0;
+out_x:
+    if (!x)
+        fail(err, errlen, "out of memory");
+    X509_free(x);
+out:
+    EVP_PKEY_free(pub);
+    X509_REQ_free(req);
+    ERR_clear_error();
     return -1;
 }
 

@@ -72,6 +72,19 @@ int sim_pki_make_ca(const char *cn, unsigned days, EVP_PKEY **key, X509 **cert, 
 int sim_pki_issue(EVP_PKEY *ca_key, X509 *ca_cert, const sim_pki_req *req, EVP_PKEY **key, X509 **cert,
                   char *err, size_t errlen);
 
+/*
+ * A client certificate for the public key of a PEM certificate signing
+ * request (CreateCertificateFromCsr, aws-services.md §2.2), signed by the CA
+ * with the extensions of sim_pki_issue's client certificates, `days` days
+ * from 5 minutes ago.  The subject is the request's (AWS keeps it); its
+ * other attributes and extensions are ignored.  Refused with the reason: not
+ * one PEM CERTIFICATE REQUEST, over 8 KiB, a signature that does not verify
+ * (proof of possession), a key other than RSA 2048..4096 or EC P-256/P-384
+ * (what AWS IoT accepts [UNCONFIRMED in detail]), an empty subject.
+ */
+int sim_pki_issue_csr(EVP_PKEY *ca_key, X509 *ca_cert, const char *csr_pem, size_t len, unsigned days, X509 **cert,
+                      char *err, size_t errlen);
+
 /* AWS IoT's certificate id: SHA-256 of the DER encoding, 64 lowercase hex digits and a NUL. */
 int sim_pki_cert_id(X509 *cert, char out[65]);
 

@@ -44,14 +44,23 @@ bool sim_thing_name_valid(const char *name)
     return true;
 }
 
-int sim_registry_add(sim_registry *r, const sim_device *d, char *err, size_t errlen)
+static int add(sim_registry *r, const sim_device *d, bool new_thing, char *err, size_t errlen)
 {
-    if (!d->thing || !sim_thing_name_valid(d->thing)) {
+    bool has_thing = d->thing && d->thing[0];
+    if ((new_thing || has_thing) && (!d->thing || !sim_thing_name_valid(d->thing))) {
         snprintf(err, errlen, "thing name must be 1..128 characters of a-z A-Z 0-9 : _ -");
         return -1;
     }
-    if (sim_registry_by_thing(r, d->thing)) {
+    if (new_thing && sim_registry_by_thing(r, d->thing)) {
         snprintf(err, errlen, "thing %s already exists", d->thing);
+        return -1;
+    }
+    if (!d->cert_id || !d->cert_id[0]) {
+        snprintf(err, errlen, "a certificate id is required");
+        return -1;
+    }
+    if (sim_registry_by_cert(r, d->cert_id)) {
+        snprintf(err, errlen, "certificate %s already exists", d->cert_id);
         return -1;
     }
     sim_device *nv = realloc(r->v, (r->n + 1) * sizeof *nv);
@@ -77,6 +86,59 @@ int sim_registry_add(sim_registry *r, const sim_device *d, char *err, size_t err
     return 0;
 }
 
+int sim_registry_add(sim_registry *r, const sim_device *d, char *err, size_t errlen)
+{
+    return add(r, d, true, err, errlen);
+}
+
+int sim_registry_add_cert(sim_registry *r, const sim_device *d, char *err, size_t errlen)
+{
+    return add(r, d, false, err, errlen);
+}
+
+int sim_registry_update(sim_registry *r, const char *cert_id, const char *thing, const char *status, char *err,
+                        size_t errlen)
+{
+    sim_device *d = (sim_device *)sim_registry_by_cert(r, cert_id);
+    if (!d) {
+        snprintf(err, errlen, "no certificate %s", cert_id);
+        return -1;
+    }
+    if (thing && !sim_thing_name_valid(thing)) {
+        snprintf(err, errlen, "thing name must be 1..128 characters of a-z A-Z 0-9 : _ -");
+        return -1;
+    }
+    char *nt = thing ? strdup(thing) : NULL, *ns = status ? strdup(status) : NULL;
+    if ((thing && !nt) || (status && !ns)) {
+        free(nt);
+        free(ns);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (nt) {
+        free(d->thing);
+        d->thing = nt;
+    }
+    if (ns) {
+        free(d->status);
+        d->status = ns;
+    }
+    return 0;
+}
+
+bool sim_registry_remove(sim_registry *r, const char *cert_id)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->v[i].cert_id, cert_id))
+            continue;
+        device_free(&r->v[i]);
+        memmove(&r->v[i], &r->v[i + 1], (r->n - i - 1) * sizeof r->v[0]);
+        r->n--;
+        return true;
+    }
+    return false;
+}
+
 const sim_device *sim_registry_by_cert(const sim_registry *r, const char *cert_id)
 {
     for (size_t i = 0; i < r->n; i++)
@@ -87,7 +149,7 @@ const sim_device *sim_registry_by_cert(const sim_registry *r, const char *cert_i
 
 const sim_device *sim_registry_by_thing(const sim_registry *r, const char *thing)
 {
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; thing[0] && i < r->n; i++)
         if (!strcmp(r->v[i].thing, thing))
             return &r->v[i];
     return NULL;
@@ -145,9 +207,13 @@ int sim_registry_load(sim_registry *r, const char *path, char *err, size_t errle
             }
             *field(&d, i) = v ? v->valuestring : NULL;
         }
-        if (!d.cert_id || sim_registry_add(r, &d, err, errlen) != 0) {
+        /* Saved entries may share a thing or have none (fleet provisioning). */
+        char why[256] = "";
+        if (!d.cert_id || add(r, &d, false, why, sizeof why) != 0) {
             if (!d.cert_id)
                 snprintf(err, errlen, "%s: a thing without certificate_id", path);
+            else
+                snprintf(err, errlen, "%s: %s", path, why);
             cJSON_Delete(root);
             return -1;
         }

@@ -20,7 +20,8 @@ else
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS += -Iclient/include -Iclient/src -Ibroker-sim/src/core -Ibroker-sim/src/net -Ibroker-sim/src/auth -D_POSIX_C_SOURCE=200809L
+CPPFLAGS += -Iclient/include -Iclient/src -Ibroker-sim/src/core -Ibroker-sim/src/net -Ibroker-sim/src/auth \
+            -Ibroker-sim/src/svc -D_POSIX_C_SOURCE=200809L
 CFLAGS   ?= -O2 -g
 # Valgrind 3.19 cannot read clang-14's default DWARF 5.
 CFLAGS   += -std=c11 -gdwarf-4 -fPIC $(WARN) $(SANFLAGS)
@@ -29,17 +30,19 @@ LDFLAGS  += $(SANFLAGS)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # ---- libiotc ---------------------------------------------------------------
-LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c client/src/core/*.c client/src/net/*.c))
+LIB_SRC  := $(sort $(wildcard client/src/mqtt/*.c client/src/core/*.c client/src/net/*.c client/src/svc/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIB_A    := $(B)/lib/libiotc.a
 LIB_SO   := $(B)/lib/libiotc.so.$(VERSION)
 LIB_PC   := $(B)/lib/pkgconfig/iotc.pc
 
 # ---- iotsim's engine (an internal library the broker, its tests and fuzzers link) ----
-SIM_SRC  := $(sort $(wildcard broker-sim/src/core/*.c))
+SIM_SRC  := $(sort $(wildcard broker-sim/src/core/*.c broker-sim/src/svc/*.c))
 SIM_OBJ  := $(SIM_SRC:%.c=$(B)/obj/%.o)
 SIM_A    := $(B)/lib/libsim.a
 CJSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+# libcbor: the fleet provisioning service's cbor format (broker-sim/src/svc/sim_provision.c).
+CBOR_LIBS  := $(shell pkg-config --libs libcbor 2>/dev/null || echo -lcbor)
 
 # The edge and the program: lws, OpenSSL, the state directory.
 SIMNET_SRC := $(sort $(wildcard broker-sim/src/net/*.c broker-sim/src/auth/*.c))
@@ -56,8 +59,9 @@ TOOL_SRC := $(sort $(filter-out client/tools/iotc.c,$(wildcard client/tools/*.c)
 TOOLS    := $(TOOL_SRC:client/tools/%.c=$(B)/bin/iotc-%) $(B)/bin/iotc
 SAMPLE_SRC := $(sort $(wildcard client/samples/*.c))
 SAMPLES  := $(SAMPLE_SRC:client/samples/%.c=$(B)/bin/samples/%)
-# What a program linking libiotc.a needs besides it.
-IOTC_LIBS = $(LWS_LIBS) $(SSL_LIBS) -lpthread
+# What a program linking libiotc.a needs besides it (cJSON: the shadow and
+# fleet provisioning clients of client/src/svc/).
+IOTC_LIBS = $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS) -lpthread
 # The client integration tests' program (client/tests/integration/).
 ITEST    := $(B)/tests/integration/iotc_itest
 
@@ -110,7 +114,7 @@ $(SIM_A): $(SIM_OBJ)
 
 $(B)/tests/sim_%: $(B)/obj/broker-sim/tests/%.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS) $(CBOR_LIBS) $(CMOCKA_LIBS)
 
 $(IOTSIM): $(B)/obj/broker-sim/src/main.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -120,7 +124,6 @@ $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS) $(CJSON_LIBS)
 
-# The CLI reads iotsim's endpoint.json with cJSON; the library itself does not.
 $(B)/bin/iotc: $(B)/obj/client/tools/iotc.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(IOTC_LIBS) $(CJSON_LIBS)
@@ -141,7 +144,7 @@ $(B)/tests/%: $(B)/obj/client/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
 # the project's compiler so that it also runs under Valgrind and the sanitizers.
 $(B)/fuzz/replay_%: $(B)/obj/fuzz/fuzz_%.o $(B)/obj/fuzz/replay_main.o $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(IOTC_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(CBOR_LIBS) $(IOTC_LIBS)
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -220,7 +223,7 @@ fuzzers: $(FUZZERS)
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) $(SIM_SRC) $(wildcard fuzz/*.h client/src/mqtt/*.h broker-sim/src/core/*.h) client/include/iotc/mqtt.h client/include/iotc/topic.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS) $(IOTC_LIBS)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SIM_SRC) $(CJSON_LIBS) $(CBOR_LIBS) $(IOTC_LIBS)
 
 # Every harness runs its time box even when an earlier one found something;
 # the target fails at the end if any did.  FUZZ_JOBS harnesses run at once.

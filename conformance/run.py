@@ -1284,6 +1284,128 @@ def tag_sync(behaviours):
     return msgs, len(ids), len(src)
 
 
+# ---- Device Shadow service (aws-services.md §1) ---------------------------------------
+
+def shadow_exchange(x, c, prefix, op, doc, n):
+    """Publishes doc (dict, bytes or None) to prefix/op at QoS 1 and returns
+    {suffix: parsed JSON} of the next n responses on prefix/+/+."""
+    payload = b"" if doc is None else doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    c.pubs.clear()
+    c.send(publish(prefix + "/" + op, payload, qos=1, pid=9, v=c.v))
+    check(c.expect("PUBACK")["type"] == "PUBACK", "no PUBACK for the %s request" % op)
+    got = {}
+    for p in c.collect(quiet=0.4, until=n):
+        check(p["topic"].startswith(prefix + "/"), "a response on %s" % p["topic"])
+        got[p["topic"][len(prefix) + 1:]] = json.loads(p["payload"])
+    return got
+
+
+def shadow_client(x, s, cid, prefix, v=4):
+    c = x.client(s, cid, v=v)
+    codes = x.sub(c, [(prefix + "/+/+", 1)])
+    check(codes == [1], "SUBSCRIBE %s/+/+: %s" % (prefix, codes))
+    return c
+
+
+@chk
+def shadow_update_accepted_and_documents(x):
+    s = x.sim()
+    px = "$aws/things/confT/shadow"
+    c = shadow_client(x, s, "sh", px)
+    got = shadow_exchange(x, c, px, "update", {"state": {"reported": {"c": "green"}}, "clientToken": "t1"}, 2)
+    check(sorted(got) == ["update/accepted", "update/documents"],
+          "the first update of a shadow: expected accepted and documents, got %s" % sorted(got))
+    a = got["update/accepted"]
+    check(a.get("version") == 1 and a.get("clientToken") == "t1" and a.get("state") == {"reported": {"c": "green"}},
+          "update/accepted: version 1, the token and the state as sent, got %s" % a)
+    check(isinstance(a.get("metadata", {}).get("reported", {}).get("c", {}).get("timestamp"), int),
+          "update/accepted: metadata.reported.c.timestamp (epoch seconds), got %s" % a.get("metadata"))
+    d = got["update/documents"]
+    check("previous" in d and d["previous"] is None, "update/documents of a new shadow: previous is null, got %s" % d)
+    check(d.get("current", {}).get("version") == 1, "update/documents: current version 1, got %s" % d)
+    ev = decision(s, "shadow", op="update", code=200)
+    check(ev, "no shadow decision (op update, code 200) in the event log")
+
+
+@chk
+def shadow_delta_when_desired_and_reported_differ(x):
+    s = x.sim()
+    px = "$aws/things/confT/shadow/name/cfg"
+    c = shadow_client(x, s, "sh", px)
+    shadow_exchange(x, c, px, "update", {"state": {"reported": {"c": "green", "n": 1}}}, 2)
+    got = shadow_exchange(x, c, px, "update", {"state": {"desired": {"c": "red", "n": 1.0}}, "clientToken": "t2"}, 3)
+    check("update/delta" in got, "desired c=red against reported c=green: no update/delta (got %s)" % sorted(got))
+    d = got["update/delta"]
+    check(d.get("state") == {"c": "red"} and d.get("version") == 2 and d.get("clientToken") == "t2",
+          "update/delta: state {c: red} only (1 == 1.0), version 2, the token; got %s" % d)
+    got = shadow_exchange(x, c, px, "update", {"state": {"reported": {"c": "red"}}}, 2)
+    check("update/delta" not in got, "reported brought in line with desired, yet a delta came: %s" % got)
+
+
+@chk
+def shadow_get_delete_and_404(x):
+    s = x.sim()
+    px = "$aws/things/confT/shadow"
+    c = shadow_client(x, s, "sh", px)
+    r = shadow_exchange(x, c, px, "get", None, 1).get("get/rejected", {})
+    check(r.get("code") == 404 and r.get("message") == "No shadow exists with name: 'confT'",
+          "get of a missing classic shadow: 404 \"No shadow exists with name: 'confT'\", got %s" % r)
+    shadow_exchange(x, c, px, "update", {"state": {"desired": {"a": 1}}}, 3)
+    g = shadow_exchange(x, c, px, "get", {"clientToken": "g"}, 1).get("get/accepted", {})
+    check(g.get("state") == {"desired": {"a": 1}, "delta": {"a": 1}} and g.get("version") == 1
+          and g.get("clientToken") == "g", "get/accepted: desired, delta, version 1, the token; got %s" % g)
+    d = shadow_exchange(x, c, px, "delete", None, 1).get("delete/accepted", {})
+    check(d.get("version") == 1 and "clientToken" not in d, "delete/accepted: the deleted version (1), got %s" % d)
+    r = shadow_exchange(x, c, px, "delete", None, 1).get("delete/rejected", {})
+    check(r.get("code") == 404, "a second delete: 404, got %s" % r)
+
+
+@chk
+def shadow_version_conflict(x):
+    s = x.sim()
+    px = "$aws/things/confT/shadow"
+    c = shadow_client(x, s, "sh", px)
+    shadow_exchange(x, c, px, "update", {"state": {"reported": {"a": 1}}}, 2)
+    r = shadow_exchange(x, c, px, "update", {"state": {"reported": {"a": 2}}, "version": 5, "clientToken": "v"}, 1)
+    rj = r.get("update/rejected", {})
+    check(rj.get("code") == 409 and rj.get("message") == "Version conflict" and rj.get("clientToken") == "v",
+          "update with version 5 against version 1: 409 Version conflict with the token, got %s" % r)
+    a = shadow_exchange(x, c, px, "update", {"state": {"reported": {"a": 2}}, "version": 1}, 2).get("update/accepted")
+    check(a and a.get("version") == 2, "update with the current version: accepted as version 2, got %s" % a)
+
+
+@chk
+def shadow_error_documents(x):
+    s = x.sim()
+    px = "$aws/things/confT/shadow"
+    c = shadow_client(x, s, "sh", px)
+    cases = [(b"{oops", 400, "Invalid JSON"), ({"clientToken": "k"}, 400, "Missing required node: state"),
+             ({"state": {"delta": {}}}, 400, "State contains an invalid node: 'delta'"),
+             ({"state": {"reported": {"x": "y" * 8200}}}, 413, "The payload exceeds the maximum size allowed"),
+             (b"\xc3\x28", 415, "Unsupported documented encoding; supported encoding is UTF-8")]
+    for doc, code, msg in cases:
+        rj = shadow_exchange(x, c, px, "update", doc, 1).get("update/rejected", {})
+        check(rj.get("code") == code and rj.get("message") == msg,
+              "update %r: expected %d %r, got %s" % (doc if isinstance(doc, bytes) else json.dumps(doc)[:40], code,
+                                                     msg, rj))
+        check(isinstance(rj.get("code"), int), "the error code must be a JSON integer")
+
+
+@chk
+def shadow_responses_reach_every_subscriber(x):
+    s = x.sim()
+    px = "$aws/things/confT/shadow"
+    c = shadow_client(x, s, "requester", px)
+    other = x.client(s, "bystander", v=5)
+    check(x.sub(other, [(px + "/update/accepted", 0)]) == [0], "SUBSCRIBE update/accepted")
+    shadow_exchange(x, c, px, "update", {"state": {"reported": {"a": 1}}, "clientToken": "mine"}, 2)
+    got = other.collect(quiet=0.4, until=1)
+    check(len(got) == 1 and got[0]["topic"] == px + "/update/accepted" and got[0]["qos"] == 0
+          and json.loads(got[0]["payload"]).get("clientToken") == "mine",
+          "another client subscribed to update/accepted (QoS 0) must get the response at QoS 0: %s"
+          % [brief(p) for p in got])
+
+
 # ---- running and reporting ----------------------------------------------------------
 
 def run_check(name, iotsim, keep):

@@ -13,7 +13,9 @@
  * policy with Allow and Deny statements, wildcards and policy variables, so
  * that every authorization path and its consequence is reached) or "orphan"
  * (nothing attached: denied everything); bit 7 makes the principal INACTIVE.
- * Up to four connections live at once.  Invariants: nothing crashes or leaks;
+ * Up to four connections live at once.  The shadow service is on (publishes
+ * to $aws/things/{thing}/shadow/... are requests); after each change its
+ * store must survive a save/load round trip unchanged.  Invariants: nothing crashes or leaks;
  * every event-log record is a JSON object with "t" and "kind"; every byte the engine sends to a connection decodes as MQTT in that
  * connection's protocol version, and nothing is sent after it was closed.
  */
@@ -40,6 +42,7 @@ typedef struct {
 typedef struct {
     fconn c[MAXC];
     uint64_t rng;
+    sim_engine *e;
 } world;
 
 static fconn *by_id(world *w, sim_conn_id id)
@@ -116,6 +119,32 @@ static uint64_t io_wall(void *ctx)
     return 1700000000000ull;
 }
 
+/* The edge saves the shadow store after each change: what it saves must load
+ * into a fresh store and save again to the same text. */
+static void io_shadows_changed(void *ctx)
+{
+    world *w = ctx;
+    const sim_config *cfg = sim_engine_config(w->e);
+    sim_shadow_store *st = sim_engine_shadows(w->e);
+    char *a = sim_shadow_save(st);
+    sim_shadow_store *copy = sim_shadow_store_new(&cfg->shadow);
+    char why[256];
+    if (a && copy) {
+        if (!sim_shadow_load(copy, a, why, sizeof why)) {
+            fprintf(stderr, "saved shadows do not load: %s\n%s\n", why, a);
+            abort();
+        }
+        char *b = sim_shadow_save(copy);
+        if (b && strcmp(a, b) != 0) {
+            fprintf(stderr, "shadows changed in a save/load round trip:\n%s\n%s\n", a, b);
+            abort();
+        }
+        free(b);
+    }
+    sim_shadow_store_free(copy);
+    free(a);
+}
+
 /* Topics and filters the corpus uses are short: "a", "a/b", "$aws/...". */
 static const char LIMITED[] =
     "{\"Version\":\"2012-10-17\",\"Statement\":["
@@ -171,10 +200,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.qos1_retry_ms = 200;
     cfg.qos1_retry_max_ms = 1000;
     cfg.policies = policies();
-    sim_io io = {io_send, io_close, io_log, io_random, io_wall};
+    sim_io io = {io_send, io_close, io_log, io_random, io_wall, io_shadows_changed};
     sim_engine *e = sim_engine_new(&cfg, &io, &w);
     if (!e)
         return 0;
+    w.e = e;
     uint64_t now = 1000;
     size_t i = 1;
     while (i < size) {

@@ -86,6 +86,21 @@ seeds = {
         + inp(0, publish("nope", b"x", 1, 5, v=5)) + inp(0, publish("a/q", b"x", 1, 6, v=5))
         + bytes([OPEN]) + inp(1, connect("p")) + inp(1, publish("a/b", b"to-limited", 0))
         + bytes([OPEN | 0x40]) + inp(2, connect("c-o", 5)) + bytes([OPEN | 0x20]) + inp(3, connect("other")),
+    # The shadow service: a subscriber of the responses, then update (desired, so a delta), get, a version
+    # conflict, delete, and a named shadow with invalid JSON; the policy principal "limited" may use
+    # $aws/things/<its client id>/*.
+    "shadow-v3": bytes([0]) + bytes([OPEN]) + inp(0, connect("dev"))
+        + inp(0, subscribe(1, [("$aws/things/t1/shadow/+/+", 1), ("$aws/things/t1/shadow/name/n/+/+", 0)]))
+        + inp(0, publish("$aws/things/t1/shadow/update", b'{"state":{"desired":{"a":1},"reported":{"a":2}},'
+                         b'"clientToken":"k"}', 1, 2))
+        + inp(0, publish("$aws/things/t1/shadow/get", b"", 0))
+        + inp(0, publish("$aws/things/t1/shadow/update", b'{"state":{"reported":{"a":1}},"version":9}', 1, 3))
+        + inp(0, publish("$aws/things/t1/shadow/delete", b'{"clientToken":"d"}', 1, 4))
+        + inp(0, publish("$aws/things/t1/shadow/name/n/update", b"{oops", 0)),
+    "shadow-v5": bytes([1]) + bytes([OPEN | 0x20]) + inp(0, connect("c-s", 5))
+        + inp(0, subscribe(1, [("$aws/things/c-s/shadow/update/+", 1)], 5))
+        + inp(0, publish("$aws/things/c-s/shadow/update", b'{"state":{"desired":{"x":[1,2]}}}', 1, 2, v=5))
+        + inp(0, publish("$aws/things/c-s/shadow/update", b'{"state":{"desired":null}}', 1, 3, v=5)),
     "garbage": bytes([0, OPEN]) + inp(0, b"\x10\xff\xff\xff\xff\x7f") + bytes([OPEN]) + inp(1, b"\x30\x02\x00\x00"),
 }
 

@@ -7,8 +7,9 @@
  *
  * With no arguments it creates ./.iotsim (a CA, a server certificate, one
  * device with its certificate and key, registry.json), listens on loopback,
- * and writes endpoint.json there once every listener is up.  Ctrl-C or
- * SIGTERM closes every client as a shutting-down server does.
+ * and writes endpoint.json there once every listener is up.  Device shadows
+ * live in shadows.json there, saved after every change.  Ctrl-C or SIGTERM
+ * closes every client as a shutting-down server does.
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <cjson/cJSON.h>
@@ -731,6 +732,89 @@ static int config_load(app *a, sim_config *cfg, sim_profile *profile, const char
     return rc;
 }
 
+/* ---- shadows.json: the Device Shadow store across restarts ---------------- */
+
+/* Written whole after every change (temporary file, then rename), so that
+ * a crash or a kill leaves the previous or the new store, never half of one. */
+static void shadows_save(void *ctx)
+{
+    app *a = ctx;
+    sim_shadow_store *st = sim_engine_shadows(sim_server_engine(a->srv));
+    char *t = st ? sim_shadow_save(st) : NULL;
+    char p[PATH_MAX + 32], tmp[PATH_MAX + 40];
+    path_in(a, "shadows.json", p, sizeof p);
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = t ? fopen(tmp, "wb") : NULL;
+    bool ok = f && fwrite(t, 1, strlen(t), f) == strlen(t);
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (ok && rename(tmp, p) != 0)
+        ok = false;
+    if (!ok) {
+        fprintf(stderr, "iotsim: warning: %s: shadows not saved (%s)\n", p, t ? strerror(errno) : "out of memory");
+        if (f)
+            remove(tmp);
+    }
+    free(t);
+}
+
+/* Loads shadows.json when there is one.  A file that cannot be read or
+ * parsed stops iotsim with the reason rather than be overwritten. */
+static int shadows_load(app *a, char *err, size_t errlen)
+{
+    sim_shadow_store *st = sim_engine_shadows(sim_server_engine(a->srv));
+    char p[PATH_MAX + 32];
+    path_in(a, "shadows.json", p, sizeof p);
+    if (!st || !exists(p))
+        return 0;
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%.900s: %s", p, strerror(errno));
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            /* The store is bounded by max_shadows x max_state_bytes; 1 GiB is far past any real one. */
+            if (cap > ((size_t)1 << 30)) {
+                snprintf(err, errlen, "%.900s: larger than 1 GiB", p);
+                free(buf);
+                fclose(f);
+                return -1;
+            }
+            size_t nc = cap ? cap * 2 : 65536 + 1;
+            char *nb = realloc(buf, nc);
+            if (!nb) {
+                snprintf(err, errlen, "%.900s: out of memory", p);
+                free(buf);
+                fclose(f);
+                return -1;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    buf[len] = 0;
+    char why[512] = "";
+    int rc = 0;
+    if (bad) {
+        snprintf(err, errlen, "%.900s: read error", p);
+        rc = -1;
+    } else if (!sim_shadow_load(st, buf, why, sizeof why)) {
+        snprintf(err, errlen, "%.900s: %.500s (fix or remove the file)", p, why);
+        rc = -1;
+    }
+    free(buf);
+    return rc;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: iotsim [--state-dir DIR] [--ports auto] [--listen ADDR] [--insecure-tcp]\n"
@@ -866,10 +950,20 @@ int main(int argc, char **argv)
     so.device_add = device_add_api;
     so.policy_admin = policy_admin_api;
     so.things_describe = things_api;
+    so.shadows_changed = shadows_save;
     so.ctx = &a;
     a.srv = sim_server_new(&cfg, &so, err, sizeof err);
     if (!a.srv) {
         fprintf(stderr, "iotsim: %s\n", err);
+        if (log)
+            fclose(log);
+        sim_registry_free(&a.reg);
+        sim_policy_store_free(a.pol);
+        return 1;
+    }
+    if (shadows_load(&a, err, sizeof err) != 0) {
+        fprintf(stderr, "iotsim: %s\n", err);
+        sim_server_free(a.srv);
         if (log)
             fclose(log);
         sim_registry_free(&a.reg);

@@ -269,7 +269,7 @@ static inline void h_tick(H *h)
 /* Starts the engine with h->cfg (change it first, or call h_profile()). */
 static inline void h_start(H *h)
 {
-    static const sim_io io = {h_io_send, h_io_close, h_io_log, h_io_random, h_io_wall};
+    static const sim_io io = {h_io_send, h_io_close, h_io_log, h_io_random, h_io_wall, NULL};
     h->e = sim_engine_new(&h->cfg, &io, h);
     assert_non_null(h->e);
     h_tick(h);

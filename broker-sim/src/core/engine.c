@@ -68,6 +68,7 @@ struct sim_engine {
     uint64_t gc_at;   /* next sweep of forgotten client ids */
     sim_conn_id *ids; /* tick's scratch: reused, not allocated per call */
     size_t ids_cap;
+    sim_shadow_store *shadows; /* NULL: no shadow service */
 };
 
 static void want(sim_engine *e, uint64_t t)
@@ -106,6 +107,8 @@ void sim_config_init(sim_config *c, sim_profile profile)
     c->retain = profile == SIM_PROFILE_CURRENT ? SIM_RETAIN_STORE : SIM_RETAIN_DISCONNECT;
     c->takeover_connack_both = profile == SIM_PROFILE_CLASSIC;
     c->lifecycle_events = true;
+    c->shadow_service = true;
+    sim_shadow_config_init(&c->shadow);
     c->reorder_hold_ms = 100;
 }
 
@@ -678,6 +681,10 @@ sim_engine *sim_engine_new(const sim_config *cfg, const sim_io *io, void *ctx)
     e->next_id = 1;
     e->next_serial = 1;
     e->hint = UINT64_MAX;
+    if (cfg->shadow_service && !(e->shadows = sim_shadow_store_new(&cfg->shadow))) {
+        free(e);
+        return NULL;
+    }
     return e;
 }
 
@@ -707,6 +714,7 @@ void sim_engine_free(sim_engine *e)
     sim_map_free(&e->retained);
     free(e->out);
     free(e->ids);
+    sim_shadow_store_free(e->shadows);
     free(e);
 }
 
@@ -1044,6 +1052,56 @@ static void refill(sim_engine *e, sim_conn *c)
         c->byte_tokens = e->cfg.throughput;
 }
 
+/* ---- Device Shadow service ------------------------------------------------ */
+
+/* [AWS-SHADOW-BROADCAST] A response of the shadow service: a broker publish
+ * at QoS 1 (delivered at each subscription's QoS), routed like any message,
+ * so that every subscriber gets it, not only the requester
+ * (aws-services.md §1.1). */
+static void shadow_emit(void *ctx, const char *topic, const char *payload, size_t len)
+{
+    sim_engine *e = ctx;
+    iotc_mqtt_bytes t = {(const uint8_t *)topic, strlen(topic)};
+    iotc_mqtt_bytes pl = {(const uint8_t *)payload, len};
+    sim_msg *m = sim_msg_new(t, pl, NULL, 1, false, 0, e->now);
+    if (!m) {
+        decide(e, NULL, "out_of_memory", "shadow response");
+        return;
+    }
+    route(e, m);
+    sim_msg_unref(m);
+}
+
+/* A PUBLISH that was let through (authorized, within the limits) and is a
+ * request to the shadow service: answered after the request itself was
+ * routed and acknowledged.  The decision (op, thing, shadow, code, message)
+ * goes to the event log. */
+static void shadow_request(sim_engine *e, sim_conn *c, const char *topic, size_t len, iotc_mqtt_bytes payload)
+{
+    sim_shadow_req req;
+    if (!e->shadows || !sim_shadow_parse_topic(topic, len, &req))
+        return;
+    uint64_t now_s = (e->io.wall_ms ? e->io.wall_ms(e->ctx) : e->now) / 1000;
+    char why[160] = "";
+    int code = sim_shadow_handle(e->shadows, &req, payload.data, payload.len, now_s, shadow_emit, e, why, sizeof why);
+    cJSON *o = rec(e, c, "decision");
+    if (o) {
+        static const char *const OP[] = {"get", "update", "delete"};
+        cJSON_AddStringToObject(o, "what", "shadow");
+        cJSON_AddStringToObject(o, "op", OP[req.op]);
+        cJSON_AddStringToObject(o, "thing", req.thing);
+        if (req.name[0])
+            cJSON_AddStringToObject(o, "shadow", req.name);
+        else
+            cJSON_AddNullToObject(o, "shadow");
+        cJSON_AddNumberToObject(o, "code", code);
+        cJSON_AddStringToObject(o, "message", why);
+        emit(e, o);
+    }
+    if (code == 200 && req.op != SIM_SHADOW_GET && e->io.shadows_changed)
+        e->io.shadows_changed(e->ctx);
+}
+
 static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
 {
     bool v5 = c->version == IOTC_MQTT_V5;
@@ -1160,6 +1218,8 @@ static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
     }
     if (p->qos == 1)
         puback(e, c, p->packet_id, 0);
+    if (kind == TOPIC_NORMAL)
+        shadow_request(e, c, topic, p->topic.len, p->payload);
     return true;
 }
 
@@ -1759,6 +1819,11 @@ void sim_engine_stats(const sim_engine *e, sim_stats *out)
         out->queued += s->stored.len + s->pending.len + (s->stash.m ? 1 : 0);
         out->inflight += s->nfl;
     }
+}
+
+sim_shadow_store *sim_engine_shadows(sim_engine *e)
+{
+    return e->shadows;
 }
 
 sim_conn_id sim_engine_find_client(const sim_engine *e, const char *client_id)

@@ -10,7 +10,7 @@
 enum { K_U32, K_U16, K_BOOL, K_RETAIN, K_OVERSUBS };
 
 typedef struct {
-    const char *section; /* "limits" or "deviations" */
+    const char *section; /* "limits", "deviations" or "shadow" */
     const char *name;
     int kind;
     size_t off;
@@ -52,6 +52,16 @@ static const key KEYS[] = {
     U32("deviations", reorder_hold_ms, 0, 86400000),
     BOOL("deviations", lifecycle_events),
     BOOL("deviations", hash_matches_parent),
+    /* The Device Shadow service; its UNCONFIRMED choices are sim_shadow.h's. */
+    {"shadow", "service", K_BOOL, offsetof(sim_config, shadow_service), 0, 1},
+    {"shadow", "max_state_bytes", K_U32, offsetof(sim_config, shadow.max_state_bytes), 1, 1048576},
+    {"shadow", "max_depth", K_U32, offsetof(sim_config, shadow.max_depth), 1, 64},
+    {"shadow", "max_client_token", K_U32, offsetof(sim_config, shadow.max_client_token), 1, 1024},
+    {"shadow", "delta_when_unchanged", K_BOOL, offsetof(sim_config, shadow.delta_when_unchanged), 0, 1},
+    {"shadow", "version_on_noop", K_BOOL, offsetof(sim_config, shadow.version_on_noop), 0, 1},
+    {"shadow", "keep_empty_parents", K_BOOL, offsetof(sim_config, shadow.keep_empty_parents), 0, 1},
+    {"shadow", "recreate_window_s", K_U32, offsetof(sim_config, shadow.recreate_window_s), 0, 4294967295.0},
+    {"shadow", "max_shadows", K_U32, offsetof(sim_config, shadow.max_shadows), 0, 100000000},
 };
 
 static int fail(char *err, size_t errlen, const char *sec, const char *k, const char *why)
@@ -139,8 +149,8 @@ int sim_config_parse(sim_config *cfg, sim_profile *profile, const char *json, si
     {
         if (!strcmp(sec->string, "profile"))
             continue;
-        if (strcmp(sec->string, "limits") && strcmp(sec->string, "deviations")) {
-            rc = fail(err, errlen, NULL, sec->string, "unknown key (want profile, limits, deviations)");
+        if (strcmp(sec->string, "limits") && strcmp(sec->string, "deviations") && strcmp(sec->string, "shadow")) {
+            rc = fail(err, errlen, NULL, sec->string, "unknown key (want profile, limits, deviations, shadow)");
             break;
         }
         if (!cJSON_IsObject(sec)) {

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sim_shadow.h"
+
 typedef uint64_t sim_conn_id;
 typedef struct sim_engine sim_engine;
 struct sim_policy_store; /* sim_policy.h */
@@ -82,6 +84,13 @@ typedef struct {
      * Connections without a principal (plain TCP, which AWS does not have)
      * are never checked.  Not owned: the store must outlive the engine. */
     const struct sim_policy_store *policies;
+    /* The Device Shadow service (aws-services.md §1): requests published to
+     * $aws/things/{thing}/shadow[/name/{name}]/{get,update,delete} are
+     * answered on their accepted/rejected/delta/documents topics, as broker
+     * publishes (QoS 1) that go through the normal routing and iot:Receive.
+     * On by default; the engine owns the store (sim_engine_shadows). */
+    bool shadow_service;
+    sim_shadow_config shadow;
 } sim_config;
 
 void sim_config_init(sim_config *cfg, sim_profile profile);
@@ -97,6 +106,10 @@ typedef struct {
     uint64_t (*random)(void *ctx);
     /* Wall-clock milliseconds since the epoch, for lifecycle timestamps. */
     uint64_t (*wall_ms)(void *ctx);
+    /* A shadow was created, updated or deleted (may be NULL): the edge saves
+     * the store (sim_shadow_save) so that shadows outlive the process, as
+     * they outlive connections on AWS. */
+    void (*shadows_changed)(void *ctx);
 } sim_io;
 
 /* What the transport knows about a new connection. */
@@ -167,6 +180,10 @@ void sim_engine_stats(const sim_engine *e, sim_stats *out);
 /* The clients, sessions and subscriptions as a JSON object (malloc'd text,
  * free() it; NULL on allocation failure), for the control API. */
 char *sim_engine_describe(const sim_engine *e);
+
+/* The shadow store (NULL when cfg.shadow_service is off), for loading saved
+ * shadows and for the control API.  Owned by the engine. */
+sim_shadow_store *sim_engine_shadows(sim_engine *e);
 
 /* The connection a client id is on now, or 0. */
 sim_conn_id sim_engine_find_client(const sim_engine *e, const char *client_id);

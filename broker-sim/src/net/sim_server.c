@@ -47,7 +47,8 @@ typedef struct conn_pss {
 } conn_pss;
 
 typedef struct {
-    char path[128];
+    char path[320]; /* /shadows/{thing: 128}/{shadow: 64} fits */
+    bool path_too_long;
     bool post;
     char *body;
     size_t body_len;
@@ -94,6 +95,12 @@ static uint64_t io_wall_ms(void *ctx)
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static void io_shadows_changed(void *ctx)
+{
+    sim_server *s = ctx;
+    s->o.shadows_changed(s->o.ctx);
 }
 
 static uint64_t io_random(void *ctx)
@@ -469,10 +476,41 @@ static const char *str(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* GET /shadows: every shadow (sim_shadow_list); GET /shadows/{thing} and
+ * /shadows/{thing}/{name}: the classic or named shadow as get/accepted
+ * renders it. */
+static char *shadows_api(sim_server *s, const char *rest, unsigned *status)
+{
+    const sim_shadow_store *st = sim_engine_shadows(s->engine);
+    if (!st)
+        return reply_msg(status, 404, "error", "the shadow service is off (config: shadow.service)");
+    if (!rest[0] || !strcmp(rest, "/")) {
+        char *t = sim_shadow_list(st);
+        *status = t ? 200 : 500;
+        return t;
+    }
+    char thing[160], name[96] = "";
+    const char *a = rest + 1, *sl = strchr(a, '/');
+    size_t tl = sl ? (size_t)(sl - a) : strlen(a);
+    if (tl == 0 || tl >= sizeof thing || (sl && (strlen(sl + 1) == 0 || strlen(sl + 1) >= sizeof name)))
+        return reply_msg(status, 400, "error", "want /shadows/{thing} or /shadows/{thing}/{shadow name}");
+    memcpy(thing, a, tl);
+    thing[tl] = 0;
+    if (sl)
+        snprintf(name, sizeof name, "%s", sl + 1);
+    char *d = sim_shadow_document(st, thing, name, io_wall_ms(s) / 1000);
+    if (!d)
+        return reply_msg(status, 404, "error", "no such shadow");
+    *status = 200;
+    return d;
+}
+
 /* Routes one request; returns the JSON reply (malloc'd). */
 static char *control(sim_server *s, const http_pss *h, unsigned *status)
 {
     uint64_t now = sim_server_now(s);
+    if (h->path_too_long)
+        return reply_msg(status, 414, "error", "the path is too long");
     if (!h->post) {
         if (!strcmp(h->path, "/health"))
             return reply_msg(status, 200, "status", "ok");
@@ -498,7 +536,10 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
             *status = 200;
             return ps ? sim_policy_store_describe(ps) : strdup("{\"policies\":[],\"attachments\":[]}");
         }
-        return reply_msg(status, 404, "error", "no such resource (GET /health, /clients, /clock, /things, /policies)");
+        if (!strncmp(h->path, "/shadows", 8) && (!h->path[8] || h->path[8] == '/'))
+            return shadows_api(s, h->path + 8, status);
+        return reply_msg(status, 404, "error",
+                         "no such resource (GET /health, /clients, /clock, /things, /policies, /shadows)");
     }
     cJSON *b = h->body_len ? cJSON_ParseWithLength(h->body, h->body_len) : cJSON_CreateObject();
     if (!b || !cJSON_IsObject(b)) {
@@ -606,6 +647,7 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         memset(h, 0, sizeof *h);
+        h->path_too_long = strlen((const char *)in) >= sizeof h->path;
         snprintf(h->path, sizeof h->path, "%s", (const char *)in);
         h->post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
         if (!h->post) {
@@ -757,7 +799,8 @@ sim_server *sim_server_new(const sim_config *cfg, const sim_server_opts *opts, c
     sim_map_init(&s->by_id);
     /* Without a log file the engine builds no records at all: building them
      * only to throw them away was most of its CPU under load. */
-    sim_io io = {io_send, io_close, opts->log ? io_log : NULL, io_random, io_wall_ms};
+    sim_io io = {io_send, io_close, opts->log ? io_log : NULL, io_random, io_wall_ms,
+                 opts->shadows_changed ? io_shadows_changed : NULL};
     s->engine = sim_engine_new(cfg, &io, s);
     if (!s->engine) {
         snprintf(err, errlen, "cannot create the engine");

@@ -58,6 +58,9 @@ typedef struct {
      * object.  Returns a malloc'd JSON reply or NULL, with *status set; a
      * change that was made (status < 300) goes to the event log. */
     char *(*policy_admin)(void *ctx, const char *op, const struct cJSON *body, int *status);
+    /* A shadow changed (NULL: nothing to do); the program saves the store
+     * (sim_engine_shadows(sim_server_engine(srv))). */
+    void (*shadows_changed)(void *ctx);
     void *ctx;
 } sim_server_opts;
 

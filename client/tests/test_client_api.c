@@ -1358,6 +1358,30 @@ static void test_queue_off_and_drop_newest(void **state)
     free_client(c);
 }
 
+/* A subscribe refused at its call (offline with the queue off) leaves no
+ * registration behind: nothing to resubscribe, and its message callback
+ * takes nothing (layers such as the shadow client free what it points to). */
+static void test_subscribe_refused_at_call_forgotten(void **state)
+{
+    (void)state;
+    iotc_builder *b = fb_builder();
+    assert_int_equal(iotc_builder_set_offline_queue(b, IOTC_QUEUE_OFF, IOTC_DROP_NEWEST), IOTC_OK);
+    iotc_client *c = new_client(b);
+    done_rec d = {0};
+    assert_int_equal(iotc_subscribe(c, "dev/refused", 1, on_sub_message, NULL, on_done, &d), IOTC_ERR_QUEUE_OFF);
+    assert_int_equal(iotc_client_connect_wait(c, WAIT_MS, NULL), IOTC_OK);
+    assert_true(fb_wait_connected(broker, WAIT_MS));
+    assert_int_equal(iotc_resubscribe_existing_topics(c, on_done, &d), 0);
+    assert_true(fb_publish(broker, "dev/refused", "x", 0, 0));
+    ASSERT_WAIT(ev.msgs == 1);
+    pthread_mutex_lock(&g_mu);
+    assert_int_equal(ev.sub_msgs, 0);
+    pthread_mutex_unlock(&g_mu);
+    assert_int_equal(fb_count(broker, IOTC_MQTT_SUBSCRIBE), 0);
+    free_client(c);
+    assert_int_equal(get_int(&d.calls), 0);
+}
+
 /* iotc_client_disconnect completes what is outstanding with
  * IOTC_ERR_CLOSED, and a disconnect while still connecting closes too. */
 static void test_disconnect_completes_outstanding(void **state)
@@ -1787,6 +1811,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connack_timeout, setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_connack_late, setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_queue_off_and_drop_newest, setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_subscribe_refused_at_call_forgotten, setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_disconnect_completes_outstanding, setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_publish_after_disconnect, setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_publish_from_callback, setup_broker, teardown_broker),

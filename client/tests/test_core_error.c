@@ -32,6 +32,7 @@ static const int all_codes[] = {
     IOTC_ERR_TOO_LARGE,
     IOTC_ERR_CREDENTIALS,
     IOTC_ERR_UNSUPPORTED,
+    IOTC_ERR_REJECTED,
 };
 #define NCODES (sizeof all_codes / sizeof all_codes[0])
 
@@ -57,6 +58,7 @@ static void test_values_are_fixed(void **state)
     assert_int_equal(IOTC_ERR_TOO_LARGE, -15);
     assert_int_equal(IOTC_ERR_CREDENTIALS, -16);
     assert_int_equal(IOTC_ERR_UNSUPPORTED, -17);
+    assert_int_equal(IOTC_ERR_REJECTED, -18);
     /* Dense from 0 down: the list above is all of them. */
     for (size_t i = 0; i < NCODES; i++)
         assert_int_equal(all_codes[i], -(int)i);
@@ -87,19 +89,20 @@ static void test_names(void **state)
         "IOTC_OK", "IOTC_ERR_INVALID_ARG", "IOTC_ERR_NOMEM", "IOTC_ERR_QUEUE_DROPPED", "IOTC_ERR_QUEUE_OFF",
         "IOTC_ERR_TIMEOUT", "IOTC_ERR_NOT_CONNECTED", "IOTC_ERR_CLOSED", "IOTC_ERR_REFUSED", "IOTC_ERR_TLS",
         "IOTC_ERR_PROTOCOL", "IOTC_ERR_BUSY", "IOTC_ERR_INTERNAL", "IOTC_ERR_CONNECTION_LOST",
-        "IOTC_ERR_CONNECT", "IOTC_ERR_TOO_LARGE", "IOTC_ERR_CREDENTIALS", "IOTC_ERR_UNSUPPORTED"};
+        "IOTC_ERR_CONNECT", "IOTC_ERR_TOO_LARGE", "IOTC_ERR_CREDENTIALS", "IOTC_ERR_UNSUPPORTED",
+        "IOTC_ERR_REJECTED"};
     assert_int_equal(sizeof names / sizeof names[0], sizeof all_codes / sizeof all_codes[0]);
     for (size_t i = 0; i < sizeof all_codes / sizeof all_codes[0]; i++)
         assert_string_equal(iotc_err_name(all_codes[i]), names[i]);
     assert_string_equal(iotc_err_name(1), "IOTC_ERR_UNKNOWN");
-    assert_string_equal(iotc_err_name(-18), "IOTC_ERR_UNKNOWN");
+    assert_string_equal(iotc_err_name(-19), "IOTC_ERR_UNKNOWN");
     assert_string_equal(iotc_err_name(-2147483647 - 1), "IOTC_ERR_UNKNOWN");
 }
 
 static void test_unknown_values_are_never_null(void **state)
 {
     (void)state;
-    const int odd[] = {1, 2, 17, -18, -100, 1000, INT_MAX, INT_MIN, INT_MIN + 1, -(int)NCODES};
+    const int odd[] = {1, 2, 17, -19, -100, 1000, INT_MAX, INT_MIN, INT_MIN + 1, -(int)NCODES};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         const char *s = iotc_strerror(odd[i]);
         assert_non_null(s);

@@ -302,6 +302,33 @@ int iotc_subscribe_wait(iotc_client *c, const char *filter, uint8_t qos, iotc_me
                         uint32_t timeout_ms, uint8_t *granted);
 int iotc_unsubscribe_wait(iotc_client *c, const char *filter, uint32_t timeout_ms);
 
+/* ---- timers on the service thread ---------------------------------------------
+ * For layers built on this API (the shadow client of iotc/shadow.h) that must
+ * act at a time, such as a request's timeout, on the service thread like
+ * every other callback, without a thread of their own. */
+
+/* `status` is IOTC_OK when the time came, IOTC_ERR_CLOSED when
+ * iotc_client_free came first (then on the freeing thread, like every
+ * operation still outstanding there). */
+typedef void (*iotc_call_fn)(iotc_client *c, int status, void *user);
+/* Calls fn(c, IOTC_OK, user) once on the service thread, `ms` milliseconds
+ * (monotonic clock) from now or a little later, connected or not; never
+ * inside this call, even with ms 0 on the service thread.  Calls due at
+ * the same time run in the order they were made.  IOTC_OK,
+ * IOTC_ERR_INVALID_ARG (NULL c or fn), IOTC_ERR_NOMEM, IOTC_ERR_CLOSED
+ * (during iotc_client_free). */
+int iotc_client_call_after(iotc_client *c, uint32_t ms, iotc_call_fn fn, void *user);
+/* Cancels every pending call of `fn` with `user`: none of them runs, not
+ * even with IOTC_ERR_CLOSED.  Returns how many were cancelled (>= 0), or
+ * IOTC_ERR_INVALID_ARG.  From another thread, a call the service thread is
+ * running meanwhile finishes before this returns. */
+int iotc_client_cancel_calls(iotc_client *c, iotc_call_fn fn, void *user);
+/* Whether the calling thread is the client's service thread, i.e. inside
+ * one of its callbacks (or inside iotc_client_free, which stands in for
+ * it): where blocking helpers built on this API must refuse to wait, as
+ * the `*_wait` calls here do with IOTC_ERR_BUSY. */
+bool iotc_client_on_service_thread(const iotc_client *c);
+
 typedef struct {
     bool connected;     /* CONNACK accepted and the link up */
     size_t queued;      /* requests in the offline queue */

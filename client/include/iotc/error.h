@@ -74,7 +74,12 @@ typedef enum {
     IOTC_ERR_CREDENTIALS = -16,
     /* Not available in this build or with this protocol version (PKCS#11
      * without support, an MQTT 5 feature on a 3.1.1 connection). */
-    IOTC_ERR_UNSUPPORTED = -17
+    IOTC_ERR_UNSUPPORTED = -17,
+    /* An AWS IoT service answered a request on its `.../rejected` topic (a
+     * shadow get, update or delete): the result carries the service's own
+     * code (404, 409, ...) and message.  Distinct from IOTC_ERR_REFUSED,
+     * which is the MQTT broker's refusal of a packet. */
+    IOTC_ERR_REJECTED = -18
 } iotc_err;
 
 /* A short English description of `err` (an iotc_err value).  Never NULL:

@@ -30,6 +30,7 @@ static const char *err_text(iotc_err e)
     case IOTC_ERR_TOO_LARGE: return "over a size limit";
     case IOTC_ERR_CREDENTIALS: return "credentials missing or unreadable";
     case IOTC_ERR_UNSUPPORTED: return "not supported";
+    case IOTC_ERR_REJECTED: return "rejected by the AWS IoT service";
     }
     return 0;
 }
@@ -63,6 +64,7 @@ static const char *err_name(iotc_err e)
     case IOTC_ERR_TOO_LARGE: return "IOTC_ERR_TOO_LARGE";
     case IOTC_ERR_CREDENTIALS: return "IOTC_ERR_CREDENTIALS";
     case IOTC_ERR_UNSUPPORTED: return "IOTC_ERR_UNSUPPORTED";
+    case IOTC_ERR_REJECTED: return "IOTC_ERR_REJECTED";
     }
     return 0;
 }

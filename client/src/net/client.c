@@ -57,6 +57,15 @@ typedef struct opctx {
     char *filter; /* a subscribe's filter: its registration goes if refused */
 } opctx;
 
+/* A pending iotc_client_call_after, on a list sorted by (at, seq). */
+typedef struct calltimer {
+    struct calltimer *next;
+    uint64_t at;  /* iotc_link_now_ms clock */
+    uint64_t seq; /* order of the calls: equal deadlines run first-made first */
+    iotc_call_fn fn;
+    void *user;
+} calltimer;
+
 typedef struct subcb {
     struct subcb *next;
     iotc_message_fn fn;
@@ -92,6 +101,8 @@ struct iotc_client {
     subcb *subs;
     int dispatching;   /* >0 while io_message walks subs: removals wait */
     char reason[256];  /* the last link failure, for the callbacks */
+    calltimer *timers; /* iotc_client_call_after, earliest first */
+    uint64_t timer_seq;
     uint64_t messages;
     /* For the blocking helpers: counters that move on each event. */
     uint64_t conn_events, closed_events;
@@ -284,13 +295,37 @@ static void io_message(void *ctx, const iotc_message *m)
 
 /* ---- the service thread's side ----------------------------------------------- */
 
-/* After every engine call on the service thread: its deadlines may move. */
+/* After every engine call on the service thread: its deadlines may move.
+ * The link's one timer serves the engine and the calls of
+ * iotc_client_call_after alike: it is set to the earlier of the two. */
 static void settle(iotc_client *c)
 {
-    if (!c->eng)
-        return;
-    uint64_t next = iotc_engine_tick(c->eng, iotc_link_now_ms());
+    uint64_t next = c->eng ? iotc_engine_tick(c->eng, iotc_link_now_ms()) : UINT64_MAX;
+    if (c->timers && c->timers->at < next)
+        next = c->timers->at;
     iotc_link_set_timer(c->link, next);
+}
+
+/* Service thread, mu held: runs the calls that are due.  Only those made
+ * before this pass: a callback that asks for another call in 0 ms gets it
+ * at the next wake, not in an endless loop here. */
+static void run_timers(iotc_client *c)
+{
+    uint64_t now = iotc_link_now_ms();
+    uint64_t last = c->timer_seq;
+    for (calltimer **p = &c->timers; *p;) {
+        calltimer *t = *p;
+        if (t->at > now)
+            break;
+        if (t->seq > last) {
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
+        t->fn(c, IOTC_OK, t->user);
+        free(t);
+        p = &c->timers; /* the callback may have added or cancelled calls */
+    }
 }
 
 static void free_subs(iotc_client *c)
@@ -333,6 +368,7 @@ static void link_wake(void *ctx)
     pthread_mutex_lock(&c->mu);
     run_commands(c);
     deliver_deferred(c);
+    run_timers(c);
     settle(c);
     bury_all(c); /* the top of the service thread: no engine call below */
     pthread_mutex_unlock(&c->mu);
@@ -707,6 +743,13 @@ void iotc_client_free(iotc_client *c)
         free(o);
     }
     free_subs(c);
+    /* Calls never made: tell their owners, who may be waiting to free. */
+    while (c->timers) {
+        calltimer *t = c->timers;
+        c->timers = t->next;
+        t->fn(c, IOTC_ERR_CLOSED, t->user);
+        free(t);
+    }
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c->username);
@@ -789,11 +832,15 @@ int iotc_publish(iotc_client *c, const char *topic, const void *payload, size_t 
     return do_publish(c, topic, payload, len, qos, retain, done, user, NULL);
 }
 
-static int sub_add(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn fn, void *user)
+/* *created: whether the filter had no registration before (a refused call
+ * then takes it away again). */
+static int sub_add(iotc_client *c, const char *filter, uint8_t qos, iotc_message_fn fn, void *user, bool *created)
 {
     size_t n = strlen(filter);
+    *created = false;
     for (subcb *s = c->subs; s; s = s->next) {
         if (s->len == n && memcmp(s->filter, filter, n) == 0) {
+            *created = s->dead; /* removed during a dispatch: revived as new */
             s->fn = fn;
             s->user = user;
             s->qos = qos;
@@ -819,6 +866,7 @@ static int sub_add(iotc_client *c, const char *filter, uint8_t qos, iotc_message
     }
     s->next = c->subs;
     c->subs = s;
+    *created = true;
     return IOTC_OK;
 }
 
@@ -852,12 +900,13 @@ static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, i
     pthread_mutex_lock(&c->mu);
     int rc = ensure_engine(c);
     opctx *o = NULL;
+    bool created = false;
     if (rc == IOTC_OK && !(o = new_op(c, done, user, w)))
         rc = IOTC_ERR_NOMEM;
     if (rc == IOTC_OK && !unsub && !(o->filter = strdup(filter)))
         rc = IOTC_ERR_NOMEM;
     if (rc == IOTC_OK && !unsub)
-        rc = sub_add(c, filter, qos, fn, fn_user);
+        rc = sub_add(c, filter, qos, fn, fn_user, &created);
     if (rc == IOTC_OK) {
         if (w)
             w->refs++;
@@ -867,6 +916,11 @@ static int do_sub(iotc_client *c, bool unsub, const char *filter, uint8_t qos, i
         if (rc != IOTC_OK) {
             if (w)
                 w->refs--;
+            /* Refused at the call (offline with the queue off, say): no
+             * callback follows, so a registration this call made must not
+             * stay to take messages or be resubscribed. */
+            if (created)
+                sub_remove(c, filter);
         } else {
             o = NULL;
             if (unsub)
@@ -909,6 +963,69 @@ int iotc_resubscribe_existing_topics(iotc_client *c, iotc_done_fn done, void *us
     }
     pthread_mutex_unlock(&c->mu);
     return rc == IOTC_OK ? n : rc;
+}
+
+/* ---- timers ------------------------------------------------------------------------- */
+
+int iotc_client_call_after(iotc_client *c, uint32_t ms, iotc_call_fn fn, void *user)
+{
+    if (!c || !fn)
+        return IOTC_ERR_INVALID_ARG;
+    calltimer *t = calloc(1, sizeof *t);
+    if (!t)
+        return IOTC_ERR_NOMEM;
+    pthread_mutex_lock(&c->mu);
+    if (!c->link) { /* iotc_client_free has stopped the service thread */
+        pthread_mutex_unlock(&c->mu);
+        free(t);
+        return IOTC_ERR_CLOSED;
+    }
+    t->at = iotc_link_now_ms() + ms;
+    t->seq = ++c->timer_seq;
+    t->fn = fn;
+    t->user = user;
+    calltimer **p = &c->timers;
+    while (*p && (*p)->at <= t->at)
+        p = &(*p)->next;
+    t->next = *p;
+    *p = t;
+    /* The link's timer is only set on the service thread: from another
+     * thread, wake it and let link_wake settle.  There, only the timer is
+     * moved (it keeps an earlier deadline): no engine tick, and so no other
+     * callback, inside this call. */
+    if (iotc_link_on_service_thread(c->link))
+        iotc_link_set_timer(c->link, t->at);
+    else
+        iotc_link_wake(c->link);
+    pthread_mutex_unlock(&c->mu);
+    return IOTC_OK;
+}
+
+int iotc_client_cancel_calls(iotc_client *c, iotc_call_fn fn, void *user)
+{
+    if (!c || !fn)
+        return IOTC_ERR_INVALID_ARG;
+    int n = 0;
+    /* mu is held by the service thread for the whole of a callback, so a
+     * call under way finishes before this takes it. */
+    pthread_mutex_lock(&c->mu);
+    for (calltimer **p = &c->timers; *p;) {
+        calltimer *t = *p;
+        if (t->fn == fn && t->user == user) {
+            *p = t->next;
+            free(t);
+            n++;
+        } else {
+            p = &t->next;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n; /* the link's timer may fire early once: harmless */
+}
+
+bool iotc_client_on_service_thread(const iotc_client *c)
+{
+    return c && on_service(c);
 }
 
 /* ---- blocking helpers --------------------------------------------------------------- */

@@ -43,6 +43,7 @@ struct fb {
     bool withhold_pingresp;
     bool stall;
     uint8_t suback;
+    bool withhold_suback;
     /* requests to the thread */
     bool req_drop, req_pause, req_resume, req_stop;
     bool resume_ok;
@@ -230,6 +231,8 @@ static void handle(fb *b, const iotc_mqtt_packet *p)
             }
             codes[k++] = b->suback == 0xFF ? sub.qos : b->suback;
         }
+        if (b->withhold_suback)
+            break;
         out.type = IOTC_MQTT_SUBACK;
         out.u.suback.packet_id = s->packet_id;
         out.u.suback.codes = codes;
@@ -494,6 +497,29 @@ void fb_set_suback(fb *b, uint8_t granted)
     pthread_mutex_lock(&b->mu);
     b->suback = granted;
     pthread_mutex_unlock(&b->mu);
+}
+
+void fb_set_withhold_suback(fb *b, bool withhold)
+{
+    pthread_mutex_lock(&b->mu);
+    b->withhold_suback = withhold;
+    pthread_mutex_unlock(&b->mu);
+}
+
+bool fb_suback_now(fb *b, uint16_t packet_id, uint8_t code)
+{
+    iotc_mqtt_packet out;
+    memset(&out, 0, sizeof out);
+    out.type = IOTC_MQTT_SUBACK;
+    out.u.suback.packet_id = packet_id;
+    out.u.suback.codes = &code;
+    out.u.suback.count = 1;
+    pthread_mutex_lock(&b->mu);
+    bool ok = b->cfd >= 0 && b->connected;
+    if (ok)
+        send_packet(b, &out);
+    pthread_mutex_unlock(&b->mu);
+    return ok;
 }
 
 /* Sets a request flag, pokes the thread and waits until it is done. */

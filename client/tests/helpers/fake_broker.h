@@ -77,6 +77,10 @@ bool fb_connack_now(fb *b);
 void fb_set_withhold_pingresp(fb *b, bool withhold);
 /* 0xFF: grant what was asked (the default). */
 void fb_set_suback(fb *b, uint8_t granted);
+/* Answer SUBSCRIBE with nothing until fb_suback_now sends the SUBACK of
+ * one (single-filter) SUBSCRIBE with `code`; false without a connection. */
+void fb_set_withhold_suback(fb *b, bool withhold);
+bool fb_suback_now(fb *b, uint16_t packet_id, uint8_t code);
 /* Closes the current connection (if any) without a word. */
 void fb_drop(fb *b);
 /* Closes the listening socket (connects are refused) / listens again on the

@@ -5,7 +5,7 @@
  * It uses only the public API (iotc/client.h), as a device program would,
  * so that what the tests check is what a user of the library gets.
  *
- *   iotc_itest [options] pubsub|outage|expect-fail
+ *   iotc_itest [options] pubsub|outage|expect-fail|shadow
  *
  *   --host H            address to connect to (default 127.0.0.1)
  *   --port P            TCP port (required)
@@ -24,6 +24,7 @@
  *   --timeout-ms MS     connect / final wait budget (default 10000)
  *   --settle-ms MS      outage: how long to wait at the end for completions
  *                       and messages (default 15000)
+ *   --thing T           shadow: the thing name (default itest-thing)
  *
  * Output (one line per fact; stdout is line-buffered under a lock because
  * callbacks print from the library's service thread):
@@ -32,6 +33,12 @@
  *                RESUMED ..., FAILURE ..., then RECEIVED i,j,..., SUMMARY {...}
  *   expect-fail: FAILURE err=CODE ... reason="..."     exit 0; 5 when it connected
  *                instead, 6 when nothing was reported in time
+ *   shadow:      the Device Shadow client (iotc/shadow.h) against a responder
+ *                that plays the shadow service on named shadows of --thing
+ *                (test_shadow_mosquitto.py): RESULT label status=.. code=..
+ *                version=.. message=".." json="..", CALL label CODE, DELTA and
+ *                DOCUMENTS version=.., CHECK-FAILED what, then SUMMARY {...};
+ *                exit 0 when every check held
  * Other exits: 1 usage, 2 builder or client_new refused, 3 connect failed,
  * 4 a pubsub or outage check failed.
  */
@@ -45,13 +52,14 @@
 #include <time.h>
 
 #include "iotc/client.h"
+#include "iotc/shadow.h"
 
 enum { EXIT_USAGE = 1, EXIT_SETUP = 2, EXIT_CONNECT = 3, EXIT_CHECK = 4, EXIT_CONNECTED = 5, EXIT_SILENT = 6 };
 
 #define MAX_COUNT 100000
 
 typedef struct {
-    const char *host, *port, *transport, *verify_name, *ca, *cert, *key, *alpn, *client_id, *topic, *mode;
+    const char *host, *port, *transport, *verify_name, *ca, *cert, *key, *alpn, *client_id, *topic, *mode, *thing;
     long count;
     double rate, drain_hz;
     int64_t queue;
@@ -271,8 +279,8 @@ static int usage(const char *why)
     fprintf(stderr, "usage: iotc_itest --port P [--host H] [--transport tcp|tls|ws|wss] [--verify-name N]\n"
                     "       [--ca F] [--cert F --key F] [--alpn S] [--client-id ID] [--topic T] [--count N]\n"
                     "       [--rate HZ] [--queue Q] [--drop oldest|newest] [--drain-hz H] [--clean 0|1]\n"
-                    "       [--reconnect-ms MIN,MAX] [--timeout-ms MS] [--settle-ms MS]\n"
-                    "       pubsub|outage|expect-fail\n");
+                    "       [--reconnect-ms MIN,MAX] [--timeout-ms MS] [--settle-ms MS] [--thing T]\n"
+                    "       pubsub|outage|expect-fail|shadow\n");
     return EXIT_USAGE;
 }
 
@@ -291,6 +299,7 @@ static int parse(int argc, char **argv, opts *o)
     o->clean = 1;
     o->timeout_ms = 10000;
     o->settle_ms = 15000;
+    o->thing = "itest-thing";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -329,10 +338,12 @@ static int parse(int argc, char **argv, opts *o)
             o->have_reconnect = 1;
         } else if (!strcmp(a, "--timeout-ms")) o->timeout_ms = strtol(v, NULL, 10);
         else if (!strcmp(a, "--settle-ms")) o->settle_ms = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--thing")) o->thing = v;
         else return usage("unknown option");
     }
-    if (!o->mode || (strcmp(o->mode, "pubsub") && strcmp(o->mode, "outage") && strcmp(o->mode, "expect-fail")))
-        return usage("a mode: pubsub, outage or expect-fail");
+    if (!o->mode || (strcmp(o->mode, "pubsub") && strcmp(o->mode, "outage") && strcmp(o->mode, "expect-fail") &&
+                     strcmp(o->mode, "shadow")))
+        return usage("a mode: pubsub, outage, expect-fail or shadow");
     if (!o->port)
         return usage("--port is required");
     if (o->count < 1 || o->count > MAX_COUNT)
@@ -625,6 +636,325 @@ static int mode_expect_fail(iotc_client *c, const opts *o)
     return 0;
 }
 
+/* ---- shadow --------------------------------------------------------------------
+ * The responder (test_shadow_mosquitto.py) answers by shadow name: "accept"
+ * (and the classic shadow) accepts, and after an update sends the delta of
+ * the new version, a stale delta (one version older) and the documents;
+ * after a delete it sends a delta of version 1.  "reject" answers 404,
+ * "silent" never answers, "foreign" sends another client's accepted answer
+ * and one without a token before its own rejected 409, then that answer
+ * again.  Nothing may ever be sent for "badjson". */
+
+typedef struct {
+    const char *label;
+    int calls;
+    int status, code;
+    uint64_t version;
+    uint64_t t0, t_done;
+    bool try_wait; /* call a blocking helper inside the callback */
+    int wait_rc;
+} sh_req;
+
+typedef struct {
+    int n;
+    uint64_t last_version;
+} sh_stream;
+
+static iotc_client *SH_C;
+static int sh_violations;  /* callbacks off the service thread, double completions */
+static sh_stream sh_delta, sh_docs;
+static int sh_failed;
+static char sh_first_failed[160];
+
+static void sh_check(bool ok, const char *what)
+{
+    if (ok)
+        return;
+    outf("CHECK-FAILED %s", what);
+    if (!sh_failed++)
+        snprintf(sh_first_failed, sizeof sh_first_failed, "%s", what);
+}
+
+static void sh_result(iotc_shadow *s, const iotc_shadow_result *r, void *user)
+{
+    sh_req *q = user;
+    bool svc = iotc_client_on_service_thread(SH_C);
+    int wait_rc = 1;
+    if (q->try_wait)
+        wait_rc = iotc_shadow_get_wait(s, 1000, NULL, NULL);
+    char msg[256], js[600];
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%.*s", r->json ? (int)(r->json_len < 500 ? r->json_len : 500) : 0,
+             r->json ? r->json : "");
+    sanitize(js, sizeof js, tmp);
+    sanitize(msg, sizeof msg, r->message);
+    outf("RESULT %s status=%s code=%d version=%" PRIu64 " message=\"%s\" json=\"%s\" service_thread=%d", q->label,
+         iotc_err_name(r->status), r->code, r->version, msg, js, svc ? 1 : 0);
+    pthread_mutex_lock(&S.mu);
+    if (++q->calls > 1) {
+        outf("DOUBLE-COMPLETION %s", q->label);
+        sh_violations++;
+    }
+    if (!svc)
+        sh_violations++;
+    q->status = r->status;
+    q->code = r->code;
+    q->version = r->version;
+    q->t_done = now_ms();
+    q->wait_rc = wait_rc;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void sh_doc(iotc_shadow *s, const char *json, size_t len, uint64_t version, void *user)
+{
+    (void)s, (void)json, (void)len;
+    sh_stream *st = user;
+    bool svc = iotc_client_on_service_thread(SH_C);
+    outf("%s version=%" PRIu64, st == &sh_delta ? "DELTA" : "DOCUMENTS", version);
+    pthread_mutex_lock(&S.mu);
+    st->n++;
+    st->last_version = version;
+    if (!svc)
+        sh_violations++;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+typedef struct {
+    int calls, status;
+    uint8_t granted;
+} sh_done_rec;
+
+static void sh_done(int status, uint8_t granted, void *user)
+{
+    sh_done_rec *d = user;
+    pthread_mutex_lock(&S.mu);
+    d->calls++;
+    d->status = status;
+    d->granted = granted;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* wait_until's predicates take no argument: these say what to wait for. */
+static sh_req *sh_wreq;
+static sh_done_rec *sh_wdone[2];
+static sh_stream *sh_wstream;
+static int sh_wcount;
+static bool sh_req_done(void) { return sh_wreq->calls > 0; }
+static bool sh_dones_done(void) { return sh_wdone[0]->calls > 0 && sh_wdone[1]->calls > 0; }
+static bool sh_stream_reached(void) { return sh_wstream->n >= sh_wcount; }
+
+/* Waits for q's callback; false when it did not come in time. */
+static bool sh_wait(sh_req *q, const opts *o)
+{
+    pthread_mutex_lock(&S.mu);
+    sh_wreq = q;
+    bool ok = wait_until(sh_req_done, now_ms() + (uint64_t)o->timeout_ms);
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+static bool sh_wait_stream(sh_stream *st, int n, const opts *o)
+{
+    pthread_mutex_lock(&S.mu);
+    sh_wstream = st;
+    sh_wcount = n;
+    bool ok = wait_until(sh_stream_reached, now_ms() + (uint64_t)o->timeout_ms);
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+/* A request made asynchronously, then waited for: its result's fields. */
+static sh_req *sh_run(sh_req *q, int call_rc, const opts *o)
+{
+    outf("CALL %s %s", q->label, iotc_err_name(call_rc));
+    if (call_rc != IOTC_OK) {
+        char w[160];
+        snprintf(w, sizeof w, "%s: the call failed with %s (%s)", q->label, iotc_err_name(call_rc),
+                 iotc_shadow_why());
+        sh_check(false, w);
+        return q;
+    }
+    if (!sh_wait(q, o)) {
+        char w[160];
+        snprintf(w, sizeof w, "%s: no callback", q->label);
+        sh_check(false, w);
+    }
+    return q;
+}
+
+static iotc_shadow *sh_new(iotc_client *c, const opts *o, const char *name)
+{
+    iotc_shadow *s = NULL;
+    int rc = iotc_shadow_new(c, o->thing, name, &s);
+    if (rc != IOTC_OK) {
+        outf("SHADOW-NEW %s %s (%s)", name ? name : "(classic)", iotc_err_name(rc), iotc_shadow_why());
+        return NULL;
+    }
+    return s;
+}
+
+static int mode_shadow(iotc_client *c, const opts *o)
+{
+    SH_C = c;
+    iotc_shadow *acc = sh_new(c, o, "accept"), *rej = sh_new(c, o, "reject"), *sil = sh_new(c, o, "silent"),
+                *frn = sh_new(c, o, "foreign"), *bad = sh_new(c, o, "badjson"), *classic = sh_new(c, o, NULL);
+    if (!acc || !rej || !sil || !frn || !bad || !classic)
+        return EXIT_SETUP;
+    uint32_t to = (uint32_t)o->timeout_ms;
+
+    /* 1. The streams first, so that no delta can be missed. */
+    sh_done_rec dd = {0}, dc = {0};
+    int rc = iotc_shadow_on_delta(acc, sh_doc, &sh_delta, sh_done, &dd);
+    int rc2 = iotc_shadow_on_documents(acc, sh_doc, &sh_docs, sh_done, &dc);
+    sh_check(rc == IOTC_OK && rc2 == IOTC_OK, "on_delta/on_documents calls");
+    pthread_mutex_lock(&S.mu);
+    sh_wdone[0] = &dd;
+    sh_wdone[1] = &dc;
+    bool live = wait_until(sh_dones_done, now_ms() + (uint64_t)o->timeout_ms);
+    pthread_mutex_unlock(&S.mu);
+    outf("STREAMS delta=%s/%u documents=%s/%u", iotc_err_name(dd.status), dd.granted, iotc_err_name(dc.status),
+         dc.granted);
+    sh_check(live && dd.status == IOTC_OK && dd.granted == 1 && dc.status == IOTC_OK && dc.granted == 1,
+             "the streams' subscriptions");
+
+    /* 2. get, accepted. */
+    sh_req get_acc = {.label = "get-accept"};
+    sh_run(&get_acc, iotc_shadow_get(acc, to, sh_result, &get_acc), o);
+    sh_check(get_acc.status == IOTC_OK && get_acc.version > 0, "get-accept: IOTC_OK with a version");
+
+    /* 3. update (the caller's clientToken is overridden), then its delta,
+     *    a stale delta (dropped) and the documents. */
+    sh_req upd = {.label = "update-accept"};
+    sh_run(&upd,
+           iotc_shadow_update(acc, "{\"clientToken\":\"caller-token\",\"state\":{\"desired\":{\"color\":\"red\"}}}",
+                              to, sh_result, &upd),
+           o);
+    sh_check(upd.status == IOTC_OK && upd.version == get_acc.version + 1, "update-accept: IOTC_OK, version + 1");
+    sh_check(sh_wait_stream(&sh_delta, 1, o), "the delta after the update");
+    sh_check(sh_wait_stream(&sh_docs, 1, o), "the documents after the update");
+    sleep_ms(300); /* the stale delta would come now */
+    pthread_mutex_lock(&S.mu);
+    int nd = sh_delta.n;
+    uint64_t dv = sh_delta.last_version, docv = sh_docs.last_version;
+    pthread_mutex_unlock(&S.mu);
+    sh_check(nd == 1 && dv == upd.version, "exactly one delta, of the update's version (the stale one dropped)");
+    sh_check(docv == upd.version, "documents of the update's version");
+
+    /* 4. rejected. */
+    sh_req get_rej = {.label = "get-reject"};
+    sh_run(&get_rej, iotc_shadow_get(rej, to, sh_result, &get_rej), o);
+    sh_check(get_rej.status == IOTC_ERR_REJECTED && get_rej.code == 404, "get-reject: IOTC_ERR_REJECTED 404");
+
+    /* 5. no answer: the timeout, on time. */
+    sh_req get_sil = {.label = "get-silent", .t0 = now_ms()};
+    sh_run(&get_sil, iotc_shadow_get(sil, 1000, sh_result, &get_sil), o);
+    outf("TIMEOUT-AFTER %" PRIu64 " ms", get_sil.t_done - get_sil.t0);
+    sh_check(get_sil.status == IOTC_ERR_TIMEOUT, "get-silent: IOTC_ERR_TIMEOUT");
+    sh_check(get_sil.t_done >= get_sil.t0 + 1000 && get_sil.t_done < get_sil.t0 + 1000 + 3000,
+             "get-silent: the timeout fired after 1000 ms (and not much later)");
+
+    /* 6. another client's answer, one without a token: ignored; the
+     *    duplicate of ours: ignored. */
+    sh_req get_frn = {.label = "get-foreign"};
+    sh_run(&get_frn, iotc_shadow_get(frn, to, sh_result, &get_frn), o);
+    sh_check(get_frn.status == IOTC_ERR_REJECTED && get_frn.code == 409,
+             "get-foreign: our own rejected 409, not the foreign accepted one");
+
+    /* 7. delete: accepted, and the version tracking starts again. */
+    sh_req del = {.label = "delete-accept"};
+    sh_run(&del, iotc_shadow_delete(acc, to, sh_result, &del), o);
+    sh_check(del.status == IOTC_OK, "delete-accept: IOTC_OK");
+    sh_check(sh_wait_stream(&sh_delta, 2, o), "the version-1 delta after the delete");
+    pthread_mutex_lock(&S.mu);
+    dv = sh_delta.last_version;
+    pthread_mutex_unlock(&S.mu);
+    sh_check(dv == 1, "after delete/accepted a delta of version 1 passes");
+
+    /* 8. a bad update document: refused at the call, nothing sent. */
+    sh_req badq = {.label = "update-badjson"};
+    rc = iotc_shadow_update(bad, "{\"desired\":{\"color\":\"red\"}}", to, sh_result, &badq);
+    outf("CALL update-badjson %s why=\"%s\"", iotc_err_name(rc), iotc_shadow_why());
+    sh_check(rc == IOTC_ERR_INVALID_ARG, "update-badjson: IOTC_ERR_INVALID_ARG at the call");
+    rc = iotc_shadow_update(bad, "not json", to, sh_result, &badq);
+    sh_check(rc == IOTC_ERR_INVALID_ARG, "update-badjson: not JSON refused at the call");
+
+    /* 9. ten pending at most; freeing completes them with CLOSED. */
+    static sh_req pend[11];
+    int ok_calls = 0;
+    for (int i = 0; i < 11; i++) {
+        pend[i] = (sh_req){.label = "pending"};
+        rc = iotc_shadow_get(sil, 60000, sh_result, &pend[i]);
+        ok_calls += rc == IOTC_OK;
+        if (i == 10) {
+            outf("CALL pending-11th %s", iotc_err_name(rc));
+            sh_check(rc == IOTC_ERR_BUSY, "the 11th pending request: IOTC_ERR_BUSY");
+        }
+    }
+    sh_check(ok_calls == 10, "ten pending requests accepted");
+    sleep_ms(300); /* let them reach the responder */
+    iotc_shadow_free(sil);
+    sil = NULL;
+    int closed = 0;
+    pthread_mutex_lock(&S.mu);
+    for (int i = 0; i < 10; i++)
+        closed += pend[i].calls == 1 && pend[i].status == IOTC_ERR_CLOSED;
+    pthread_mutex_unlock(&S.mu);
+    outf("CLOSED-ON-FREE %d", closed);
+    sh_check(closed == 10, "iotc_shadow_free completed the ten with IOTC_ERR_CLOSED");
+
+    /* 10. the blocking helpers. */
+    int code = -1;
+    char *json = NULL;
+    rc = iotc_shadow_get_wait(acc, to, &code, &json);
+    outf("WAIT get-accept %s code=%d json=%s", iotc_err_name(rc), code, json ? "yes" : "no");
+    sh_check(rc == IOTC_OK && code == 0 && json && strstr(json, "\"version\""), "get_wait on accept");
+    free(json);
+    json = NULL;
+    rc = iotc_shadow_update_wait(acc, "{\"state\":{\"reported\":{\"color\":\"red\"}}}", to, &code, &json);
+    outf("WAIT update-accept %s", iotc_err_name(rc));
+    sh_check(rc == IOTC_OK && json != NULL, "update_wait on accept");
+    free(json);
+    json = NULL;
+    rc = iotc_shadow_delete_wait(rej, to, &code, &json);
+    outf("WAIT delete-reject %s code=%d", iotc_err_name(rc), code);
+    sh_check(rc == IOTC_ERR_REJECTED && code == 404 && json && strstr(json, "No shadow exists"),
+             "delete_wait on reject: IOTC_ERR_REJECTED, 404 and the document");
+    free(json);
+
+    /* 11. a blocking helper inside a callback: IOTC_ERR_BUSY at once. */
+    sh_req busyq = {.label = "get-accept-busy", .try_wait = true};
+    sh_run(&busyq, iotc_shadow_get(acc, to, sh_result, &busyq), o);
+    sh_check(busyq.status == IOTC_OK && busyq.wait_rc == IOTC_ERR_BUSY, "a *_wait from a callback: IOTC_ERR_BUSY");
+
+    /* 12. the classic shadow. */
+    sh_req get_cl = {.label = "get-classic"};
+    sh_run(&get_cl, iotc_shadow_get(classic, to, sh_result, &get_cl), o);
+    sh_check(get_cl.status == IOTC_OK, "get on the classic shadow");
+
+    sleep_ms(300); /* late duplicates (the foreign shadow's) would show now */
+    iotc_shadow_free(acc);
+    iotc_shadow_free(rej);
+    iotc_shadow_free(frn);
+    iotc_shadow_free(bad);
+    iotc_shadow_free(classic);
+    pthread_mutex_lock(&S.mu);
+    int violations = sh_violations, nd_final = sh_delta.n, ndoc_final = sh_docs.n;
+    int frn_calls = get_frn.calls;
+    pthread_mutex_unlock(&S.mu);
+    sh_check(violations == 0, "every callback on the service thread, and once");
+    sh_check(frn_calls == 1, "get-foreign completed exactly once");
+    char first[200];
+    sanitize(first, sizeof first, sh_first_failed);
+    outf("SUMMARY {\"mode\":\"shadow\",\"ok\":%s,\"failed\":%d,\"first_failed\":\"%s\",\"violations\":%d,"
+         "\"deltas\":%d,\"documents\":%d,\"timeout_ms\":%" PRIu64 "}",
+         sh_failed ? "false" : "true", sh_failed, first, violations, nd_final, ndoc_final,
+         get_sil.t_done - get_sil.t0);
+    return sh_failed ? EXIT_CHECK : 0;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -674,7 +1004,9 @@ int main(int argc, char **argv)
             iotc_client_free(c);
             return EXIT_CONNECT;
         }
-        status = !strcmp(o.mode, "pubsub") ? mode_pubsub(c, &o) : mode_outage(c, &o);
+        status = !strcmp(o.mode, "pubsub")   ? mode_pubsub(c, &o)
+                 : !strcmp(o.mode, "shadow") ? mode_shadow(c, &o)
+                                             : mode_outage(c, &o);
         rc = iotc_client_disconnect_wait(c, 5000);
         outf("DISCONNECT %s", iotc_err_name(rc));
     }

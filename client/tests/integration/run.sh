@@ -29,5 +29,8 @@ rc=0
 # when no particular test was asked for.
 if [ $# -eq 0 ]; then
     /usr/bin/python3 "$here/test_ws_handshake.py" || rc=1
+    # The shadow client against mosquitto and a paho responder (until iotsim
+    # has a shadow service of its own).
+    /usr/bin/python3 "$here/test_shadow_mosquitto.py" || rc=1
 fi
 exit $rc

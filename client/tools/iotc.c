@@ -4,6 +4,10 @@
  *
  *   iotc pub [options]    publish --message --count times and wait for each
  *   iotc sub [options]    print "topic payload" per message
+ *   iotc shadow get|update|delete|delta [options]
+ *                         the Device Shadow of --thing (--shadow_name for a
+ *                         named one): print the accepted document, or each
+ *                         delta as it comes
  *
  * The flags are spelled as in the AWS IoT Device SDK samples (--endpoint,
  * --cert, --key, --ca_file, --client_id, --topic, --message, --count), so a
@@ -12,7 +16,8 @@
  *
  * Exit codes (scripts branch on them, so they are fixed):
  *   0 ok, 1 anything else, 2 usage, 3 connection refused (CONNACK code),
- *   4 TLS failure, 5 timeout, 6 any other connection failure.
+ *   4 TLS failure, 5 timeout, 6 any other connection failure, 7 the shadow
+ *   service rejected the request (its error document is printed).
  *
  * The first connection is tried once: a CLI that silently retried a wrong
  * endpoint or CA forever would hide the mistake.  Once connected, `sub`
@@ -32,6 +37,7 @@
 #include <time.h>
 
 #include "iotc/client.h"
+#include "iotc/shadow.h"
 
 enum {
     EXIT_OK = 0,
@@ -40,7 +46,8 @@ enum {
     EXIT_REFUSED = 3,
     EXIT_TLS = 4,
     EXIT_TIMEOUT = 5,
-    EXIT_CONNECT = 6
+    EXIT_CONNECT = 6,
+    EXIT_REJECTED = 7
 };
 
 /* ---- options --------------------------------------------------------------- */
@@ -50,6 +57,7 @@ typedef struct {
     const char *pkcs12, *pkcs12_password, *region, *username, *password, *header;
     /* The seed's custom_authorizer_connect sample names these. */
     const char *ca_user, *ca_name, *ca_sig, *ca_pass, *ca_key, *ca_token;
+    const char *thing, *shadow_name, *state; /* shadow */
     long port, count, qos, keep_alive, clean_session, timeout;
     bool no_tls, ws, signing, verbose, help;
     bool port_set, count_set; /* an explicit flag beats endpoint.json and the defaults */
@@ -83,6 +91,9 @@ static const flag FLAGS[] = {
     {"--count", L(count, 0, LONG_MAX), "N", "pub: publish N times (default 1); sub: stop after N (default 0: forever)"},
     {"--qos", L(qos, 0, 1), "0|1", "QoS (default 1; AWS IoT has no QoS 2)"},
     {"--sim", S(sim), "DIR", "take endpoint, port, CA, cert and key from iotsim's DIR/endpoint.json"},
+    {"--thing", S(thing), "NAME", "shadow: the thing (default with --sim: its device's thing)"},
+    {"--shadow_name", S(shadow_name), "NAME", "shadow: a named shadow (default: the classic one)"},
+    {"--state", S(state), "JSON", "shadow update: the document, e.g. '{\"state\":{\"reported\":{\"on\":true}}}'"},
     {"--no-tls", B(no_tls), NULL, "plain MQTT (or ws:// with --ws), e.g. a local mosquitto"},
     {"--ws", B(ws), NULL, "MQTT over WebSocket"},
     {"--signing", B(signing), NULL, "MQTT over WebSocket with a SigV4-signed URL (needs --region)"},
@@ -118,11 +129,13 @@ static void say(const char *fmt, ...)
 static void usage(FILE *f, const char *cmd)
 {
     if (!cmd) {
-        fprintf(f, "usage: iotc pub|sub [options]   (iotc pub --help for the options)\n"
+        fprintf(f, "usage: iotc pub|sub|shadow [options]   (iotc pub --help for the options)\n"
                    "  pub  publish --message --count times to --topic and wait for each (QoS 1: PUBACK)\n"
                    "  sub  subscribe to --topic and print \"topic payload\" per message\n"
+                   "  shadow get|update|delete|delta  the Device Shadow of --thing [--shadow_name]: print\n"
+                   "       the accepted document (update: --state JSON), or each delta (--count of them)\n"
                    "exit codes: 0 ok, 1 other error, 2 usage, 3 refused by the broker, 4 TLS failure,\n"
-                   "            5 timeout, 6 cannot connect\n");
+                   "            5 timeout, 6 cannot connect, 7 rejected by the shadow service\n");
         return;
     }
     fprintf(f, "usage: iotc %s [options]\n", cmd);
@@ -199,6 +212,8 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
 
 /* The parsed file stays alive until exit: opts points into it. */
 static cJSON *g_sim;
+/* iotc shadow's operation (get, update, delete, delta), or NULL. */
+static const char *g_shadow_op;
 static char g_sim_address[256];
 
 static const char *sim_str(const char *key)
@@ -255,6 +270,8 @@ static int apply_sim(opts *o)
     }
     if (!o->ca_file && !o->no_tls)
         o->ca_file = sim_str("ca_file");
+    if (g_shadow_op && !o->thing)
+        o->thing = sim_str("thing_name");
     if (o->signing) {
         if (!o->region)
             o->region = sim_str("region");
@@ -571,11 +588,155 @@ static int check(const opts *o, bool pub)
             "or a custom authorizer, and libiotc has no mTLS-over-WebSocket builder");
         return EXIT_USAGE;
     }
+    if ((o->thing || o->shadow_name || o->state) && !g_shadow_op) {
+        say("--thing, --shadow_name and --state are for iotc shadow");
+        return EXIT_USAGE;
+    }
+    if (g_shadow_op && !o->thing) {
+        say("iotc shadow needs --thing (or --sim DIR: its device's thing)");
+        return EXIT_USAGE;
+    }
+    if (g_shadow_op && (!strcmp(g_shadow_op, "update") != (o->state != NULL))) {
+        say(o->state ? "--state is for iotc shadow update" : "iotc shadow update needs --state JSON");
+        return EXIT_USAGE;
+    }
     if (!pub && o->count_set && o->count < 0) {
         say("--count: want 0 or more");
         return EXIT_USAGE;
     }
     return EXIT_OK;
+}
+
+/* ---- shadow ------------------------------------------------------------------ */
+
+/* The request's outcome, handed from the service thread to main. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long deltas, want;
+    int sub_rc;     /* the delta subscription's completion */
+    bool sub_done;
+} shadow_wait;
+
+static void on_delta(iotc_shadow *sh, const char *json, size_t len, uint64_t version, void *user)
+{
+    (void)sh;
+    (void)version;
+    shadow_wait *w = user;
+    pthread_mutex_lock(&w->mu);
+    if (w->want == 0 || w->deltas < w->want) {
+        fwrite(json, 1, len, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        w->deltas++;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void on_delta_subscribed(int status, uint8_t granted, void *user)
+{
+    shadow_wait *w = user;
+    pthread_mutex_lock(&w->mu);
+    w->sub_rc = status == IOTC_OK && granted == 0x80 ? IOTC_ERR_REFUSED : status;
+    w->sub_done = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits on w's condition until done(w), a signal, or the deadline (0: none);
+ * false when it gave up. */
+static bool shadow_wait_for(shadow_wait *w, bool (*done)(const shadow_wait *), long timeout_s)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += timeout_s;
+    pthread_mutex_lock(&w->mu);
+    bool ok;
+    while (!(ok = done(w)) && !g_stop) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        if (timeout_s > 0 && (t.tv_sec > end.tv_sec || (t.tv_sec == end.tv_sec && t.tv_nsec >= end.tv_nsec)))
+            break;
+        /* Short slices: a signal handler cannot signal a condition variable. */
+        t.tv_nsec += 100 * 1000 * 1000;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &t);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+static bool sub_settled(const shadow_wait *w) { return w->sub_done; }
+static bool deltas_enough(const shadow_wait *w) { return w->want > 0 && w->deltas >= w->want; }
+
+/* One shadow operation on a connected client; returns the exit code. */
+static int shadow_run(iotc_client *c, const opts *o)
+{
+    iotc_shadow *sh = NULL;
+    int rc = iotc_shadow_new(c, o->thing, o->shadow_name, &sh);
+    if (rc != IOTC_OK) {
+        say("shadow of %s: %s: %s", o->thing, iotc_strerror(rc), iotc_shadow_why());
+        return EXIT_USAGE;
+    }
+    uint32_t timeout_ms = (uint32_t)o->timeout * 1000u;
+    const char *op = g_shadow_op;
+    int exit_code = EXIT_OK;
+    if (!strcmp(op, "delta")) {
+        static shadow_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+        w.want = o->count;
+        rc = iotc_shadow_on_delta(sh, on_delta, &w, on_delta_subscribed, &w);
+        if (rc != IOTC_OK) {
+            say("shadow delta: %s", iotc_strerror(rc));
+            iotc_shadow_free(sh);
+            return EXIT_OTHER;
+        }
+        /* The SUBACK, then "subscribed" on stderr: a script may now update. */
+        bool settled = shadow_wait_for(&w, sub_settled, o->timeout);
+        pthread_mutex_lock(&w.mu);
+        int sub_rc = settled ? w.sub_rc : IOTC_ERR_TIMEOUT;
+        pthread_mutex_unlock(&w.mu);
+        if (sub_rc != IOTC_OK) {
+            if (!g_stop)
+                say("shadow delta: subscribe: %s", iotc_strerror(sub_rc));
+            iotc_shadow_free(sh);
+            return g_stop ? EXIT_OK : sub_rc == IOTC_ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_OTHER;
+        }
+        say("subscribed to the delta of %s%s%s", o->thing, o->shadow_name ? "/" : "",
+            o->shadow_name ? o->shadow_name : "");
+        shadow_wait_for(&w, deltas_enough, 0); /* until --count deltas or a signal */
+        iotc_shadow_free(sh);
+        return EXIT_OK;
+    }
+    int code = 0;
+    char *json = NULL;
+    if (!strcmp(op, "get"))
+        rc = iotc_shadow_get_wait(sh, timeout_ms, &code, &json);
+    else if (!strcmp(op, "update"))
+        rc = iotc_shadow_update_wait(sh, o->state, timeout_ms, &code, &json);
+    else
+        rc = iotc_shadow_delete_wait(sh, timeout_ms, &code, &json);
+    if (json)
+        printf("%s\n", json);
+    if (rc == IOTC_ERR_REJECTED) {
+        const char *m = NULL;
+        cJSON *doc = json ? cJSON_Parse(json) : NULL;
+        const cJSON *jm = cJSON_GetObjectItemCaseSensitive(doc, "message");
+        m = cJSON_IsString(jm) ? jm->valuestring : "";
+        say("shadow %s rejected: %d %s", op, code, m);
+        cJSON_Delete(doc);
+        exit_code = EXIT_REJECTED;
+    } else if (rc != IOTC_OK) {
+        say("shadow %s: %s%s%s", op, iotc_strerror(rc), rc == IOTC_ERR_INVALID_ARG ? ": " : "",
+            rc == IOTC_ERR_INVALID_ARG ? iotc_shadow_why() : "");
+        exit_code = rc == IOTC_ERR_TIMEOUT ? EXIT_TIMEOUT : rc == IOTC_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_OTHER;
+    }
+    free(json);
+    iotc_shadow_free(sh);
+    return exit_code;
 }
 
 /* ---- pub and sub --------------------------------------------------------------- */
@@ -669,7 +830,9 @@ static int run(const char *cmd, opts *o)
         goto out;
     }
 
-    if (pub) {
+    if (g_shadow_op) {
+        exit_code = shadow_run(c, o);
+    } else if (pub) {
         for (long i = 0; i < o->count && !g_stop; i++) {
             err = iotc_publish_wait(c, o->topic, o->message, strlen(o->message), (uint8_t)o->qos, false, timeout_ms);
             if (err != IOTC_OK) {
@@ -723,13 +886,26 @@ int main(int argc, char **argv)
         usage(stdout, NULL);
         return EXIT_OK;
     }
-    if (strcmp(cmd, "pub") && strcmp(cmd, "sub")) {
-        say("unknown command \"%s\" (want pub or sub)", cmd);
+    int first = 2;
+    if (!strcmp(cmd, "shadow")) {
+        static const char *const OPS[] = {"get", "update", "delete", "delta"};
+        for (size_t i = 0; argc > 2 && i < sizeof OPS / sizeof OPS[0]; i++)
+            if (!strcmp(argv[2], OPS[i]))
+                g_shadow_op = OPS[i];
+        if (!g_shadow_op && !(argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")))) {
+            say("iotc shadow: want get, update, delete or delta%s%s", argc > 2 ? ", not " : "",
+                argc > 2 ? argv[2] : "");
+            return EXIT_USAGE;
+        }
+        if (g_shadow_op)
+            first = 3;
+    } else if (strcmp(cmd, "pub") && strcmp(cmd, "sub")) {
+        say("unknown command \"%s\" (want pub, sub or shadow)", cmd);
         usage(stderr, NULL);
         return EXIT_USAGE;
     }
     opts o = {.qos = 1, .keep_alive = -1, .clean_session = -1, .timeout = 10};
-    int rc = parse(cmd, argc - 2, argv + 2, &o);
+    int rc = parse(cmd, argc - first, argv + first, &o);
     if (rc != EXIT_OK)
         return rc;
     if (o.help) {

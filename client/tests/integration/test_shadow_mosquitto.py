@@ -17,9 +17,11 @@ AWS IoT shadow service on the named shadows of one thing:
   badjson  nothing: the client must refuse the bad document at the call and
         never publish
 
-This is a stand-in until iotsim has its own shadow service: the responder
-checks what the client sends (tokens, payloads) and the driver checks what
-the client reports (statuses, codes, versions, threads, exactly-once).
+The responder makes what iotsim's real shadow service never does on its
+own (foreign and duplicate answers, stale deltas, silence) and checks what
+the client sends (tokens, payloads); the driver checks what the client
+reports (statuses, codes, versions, threads, exactly-once).  libiotc against
+iotsim's shadow service is `iotc shadow` in client/tools/tests/iotc.sh.
 Strict ordering (publish only after both SUBACKs; a refused SUBACK) is
 tested against the scriptable fake broker in client/tests/test_shadow_api.c,
 since a real broker acknowledges too fast to tell.

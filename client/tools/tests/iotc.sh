@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # iotc (the CLI): usage errors and their exit code, pub/sub against a
-# mosquitto broker on plain TCP and against iotsim over mTLS, and the exit
-# codes of each connection failure: refused (3), TLS (4), timeout (5),
-# cannot connect (6).  Every broker runs on a port the OS picked.
+# mosquitto broker on plain TCP and against iotsim over mTLS, the exit codes
+# of each connection failure: refused (3), TLS (4), timeout (5), cannot
+# connect (6), and iotc shadow against iotsim's shadow service (rejected: 7).
+# Every broker runs on a port the OS picked.
 set -uo pipefail
 B=${B:-build}
 iotc="$B/bin/iotc"
@@ -73,6 +74,13 @@ expect "cert without key" 2 '^iotc: --cert needs --key' -- "$iotc" pub --endpoin
 expect "signing without region" 2 '^iotc: --signing needs --region' -- "$iotc" sub --endpoint h --signing
 expect "no endpoint" 2 '^iotc: --endpoint' -- "$iotc" pub
 expect "--help" 0 'usage: iotc pub.sub' -- "$iotc" --help
+expect "shadow without an operation" 2 'want get, update, delete or delta' -- "$iotc" shadow
+expect "shadow with a bad operation" 2 'not frob' -- "$iotc" shadow frob --endpoint h
+expect "shadow update without --state" 2 'needs --state' -- "$iotc" shadow update --endpoint h --thing t
+expect "shadow get with --state" 2 '--state is for iotc shadow update' -- "$iotc" shadow get --endpoint h --thing t --state '{}'
+expect "shadow without a thing" 2 'needs --thing' -- "$iotc" shadow get --endpoint h
+expect "--thing is for shadow" 2 'are for iotc shadow' -- "$iotc" pub --endpoint h --thing t
+expect "shadow --help" 0 '--shadow_name' -- "$iotc" shadow --help
 expect "pub --help" 0 '--ca_file' -- "$iotc" pub --help
 
 # ---- nothing listening: exit 6 ----------------------------------------------------
@@ -256,6 +264,38 @@ if [ -x "$iotsim" ]; then
         else
             fail "openssl pkcs12 could not make a bundle"
         fi
+
+        # iotc shadow against iotsim's shadow service: libiotc's shadow client
+        # (iotc/shadow.h) end to end.  The thing defaults to the device's.
+        thing=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['thing_name'])" "$sim/endpoint.json")
+        expect "shadow: get of a missing shadow is rejected (7) with AWS's 404" 7 \
+            "\"code\":404.*No shadow exists with name: '$thing'" -- "$iotc" shadow get --sim "$sim" --timeout 10
+        "$iotc" shadow delta --sim "$sim" --shadow_name lamp --count 1 --client_id shadow-watch --timeout 10 \
+            >"$tmp/delta.out" 2>"$tmp/delta.err" &
+        watch=$!
+        pids+=("$watch")
+        if wait_until "the delta subscription" 100 grep -qs 'subscribed to the delta' "$tmp/delta.err"; then
+            expect "shadow: update of a named shadow prints update/accepted (version 1)" 0 '"version":1' -- \
+                "$iotc" shadow update --sim "$sim" --shadow_name lamp --timeout 10 \
+                --state '{"state":{"desired":{"on":true},"reported":{"on":false}}}'
+            if wait_until "the delta" 100 grep -qs '"state":{"on":true}' "$tmp/delta.out" && wait "$watch"; then
+                pass "shadow: delta --count 1 printed the delta and exited 0"
+            else
+                fail "shadow: no delta: $(cat "$tmp/delta.out" "$tmp/delta.err")"
+            fi
+        else
+            fail "shadow delta never subscribed: $(cat "$tmp/delta.err")"
+        fi
+        expect "shadow: get shows desired, reported and the delta" 0 '"delta":\{"on":true\}' -- \
+            "$iotc" shadow get --sim "$sim" --shadow_name lamp --timeout 10
+        expect "shadow: a stale version is rejected with 409" 7 'rejected: 409 Version conflict' -- \
+            "$iotc" shadow update --sim "$sim" --shadow_name lamp --state '{"state":{"reported":{"on":true}},"version":7}'
+        expect "shadow: an update without state is refused before sending" 2 'state' -- \
+            "$iotc" shadow update --sim "$sim" --shadow_name lamp --state '{"reported":{"on":true}}'
+        expect "shadow: delete prints the deleted version" 0 '"version":1' -- \
+            "$iotc" shadow delete --sim "$sim" --shadow_name lamp --timeout 10
+        expect "shadow: gone after delete" 7 "No shadow exists with name: 'lamp'" -- \
+            "$iotc" shadow get --sim "$sim" --shadow_name lamp --timeout 10
     else
         fail "iotsim did not write endpoint.json: $(cat "$tmp/iotsim.log")"
     fi

@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES=(
   build-essential pkg-config
-  libwebsockets-dev libssl-dev libcjson-dev libcmocka-dev
+  libwebsockets-dev libssl-dev libcjson-dev libcbor-dev libcmocka-dev
   clang-14 libclang-rt-14-dev llvm-14
   valgrind lcov
   mosquitto mosquitto-clients libmosquitto-dev libpaho-mqtt-dev

@@ -118,7 +118,7 @@ $(B)/tests/sim_%: $(B)/obj/broker-sim/tests/%.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 
 $(IOTSIM): $(B)/obj/broker-sim/src/main.o $(SIMNET_OBJ) $(SIM_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LWS_LIBS) $(SSL_LIBS) $(CJSON_LIBS) $(CBOR_LIBS)
 
 $(B)/bin/iotc-%: $(B)/obj/client/tools/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -184,7 +184,7 @@ check-integration: $(IOTSIM) $(ITEST)
 	@echo "== iotsim integration"; bash broker-sim/tests/integration/run.sh $(B)
 	@echo "== client integration"; bash client/tests/integration/run.sh $(B)
 
-check-tools: $(TOOLS) $(IOTSIM)
+check-tools: $(TOOLS) $(IOTSIM) $(SAMPLES)
 	@set -e; for t in client/tools/tests/*.sh ci/tests/*.sh; do [ -f "$$t" ] || continue; echo "== $$t"; B=$(B) bash $$t; done
 
 # ---- scenarios ---------------------------------------------------------------

@@ -9,7 +9,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev llvm-14
   valgrind lcov
   mosquitto mosquitto-clients libmosquitto-dev libpaho-mqtt-dev
-  python3 python3-paho-mqtt python3-awscrt
+  python3 python3-paho-mqtt python3-awscrt python3-cbor2
   openssl curl
 )
 

@@ -1406,6 +1406,77 @@ def shadow_responses_reach_every_subscriber(x):
           % [brief(p) for p in got])
 
 
+# ---- fleet provisioning (aws-services.md §2) ------------------------------------------
+
+FLEET_TPL = {
+    "Parameters": {"SerialNumber": {"Type": "String"}},
+    "Resources": {
+        "thing": {"Type": "AWS::IoT::Thing",
+                  "Properties": {"ThingName": {"Fn::Join": ["", ["Dev_", {"Ref": "SerialNumber"}]]}}},
+        "certificate": {"Type": "AWS::IoT::Certificate",
+                        "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}},
+        "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "allow-all"}}},
+    "DeviceConfiguration": {"Serial": {"Ref": "SerialNumber"}},
+}
+
+
+def prov_exchange(c, topic, payload):
+    """Publishes to a provisioning request topic (subscribed to topic/+
+    first) and returns (accepted|rejected, the parsed answer)."""
+    c.pubs.clear()
+    c.send(publish(topic, payload, qos=1, pid=11, v=c.v))
+    check(c.expect("PUBACK")["type"] == "PUBACK", "no PUBACK for %s" % topic)
+    got = c.collect(quiet=1.0, until=1)
+    check(len(got) == 1, "%s: expected one answer, got %s" % (topic, [brief(p) for p in got]))
+    return got[0]["topic"][len(topic) + 1:], json.loads(got[0]["payload"])
+
+
+@chk
+def provisioning_by_claim_pending_until_registered(x):
+    s = x.sim(config={"provisioning_templates": {"Fleet": FLEET_TPL}})
+    c = x.client(s, "claim")
+    check(x.sub(c, [("$aws/certificates/create/json/+", 1), ("$aws/provisioning-templates/Fleet/provision/json/+", 1)])
+          == [1, 1], "SUBSCRIBE to the provisioning topics")
+    kind, r = prov_exchange(c, "$aws/certificates/create/json", b"")
+    check(kind == "accepted" and sorted(r) == ["certificateId", "certificateOwnershipToken", "certificatePem",
+                                                "privateKey"],
+          "CreateKeysAndCertificate: accepted with certificateId, certificatePem, privateKey and the token; got %s %s"
+          % (kind, sorted(r)))
+    crt, key = os.path.join(x.tmp, "new.crt"), os.path.join(x.tmp, "new.key")
+    with open(crt, "w") as f:
+        f.write(r["certificatePem"])
+    with open(key, "w") as f:
+        f.write(r["privateKey"])
+    check(r["certificateId"] == cert_id_of(crt), "certificateId is not the SHA-256 of the certificate")
+    d = x.raw(s, listener="mtls", device=(crt, key))
+    a = d.connect("Dev_1")
+    check(not (a["type"] == "CONNACK" and a["rc"] == 0),
+          "a certificate still PENDING_ACTIVATION connected (%s)" % brief(a))
+    kind, e = prov_exchange(c, "$aws/provisioning-templates/Fleet/provision/json",
+                            json.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"],
+                                        "parameters": {"SerialNumber": "1"}}).encode())
+    check(kind == "accepted" and e == {"thingName": "Dev_1", "deviceConfiguration": {"Serial": "1"}},
+          "RegisterThing: accepted with thingName Dev_1 and the evaluated deviceConfiguration; got %s %s" % (kind, e))
+    d2 = x.raw(s, listener="mtls", device=(crt, key))
+    a = d2.connect("Dev_1")
+    check(a["type"] == "CONNACK" and a["rc"] == 0, "the registered certificate cannot connect: %s" % brief(a))
+    check(decision(s, "provisioning", op="RegisterThing", code=200), "no provisioning decision in the event log")
+
+
+@chk
+def provisioning_error_documents(x):
+    s = x.sim(config={"provisioning_templates": {"Fleet": FLEET_TPL}})
+    c = x.client(s, "claim")
+    x.sub(c, [("$aws/provisioning-templates/+/provision/json/+", 1)])
+    kind, e = prov_exchange(c, "$aws/provisioning-templates/Fleet/provision/json", b"{}")
+    check(kind == "rejected" and e == {"statusCode": 400, "errorCode": "InvalidCertificateOwnershipToken",
+                                       "errorMessage": "Certificate ownership token cannot be empty."},
+          "RegisterThing without a token: AWS's 400 InvalidCertificateOwnershipToken document, got %s %s" % (kind, e))
+    kind, e = prov_exchange(c, "$aws/provisioning-templates/Nope/provision/json", b'{"certificateOwnershipToken":"t"}')
+    check(kind == "rejected" and e.get("statusCode") == 404 and isinstance(e.get("errorCode"), str),
+          "RegisterThing with an unknown template: rejected with statusCode 404, got %s %s" % (kind, e))
+
+
 # ---- running and reporting ----------------------------------------------------------
 
 def run_check(name, iotsim, keep):

@@ -20,13 +20,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sim_config.h"
 #include "sim_pki.h"
 #include "sim_policy.h"
+#include "sim_fleet.h"
+#include "sim_provision.h"
 #include "sim_registry.h"
 #include "sim_server.h"
 
@@ -40,6 +44,8 @@ typedef struct {
     char dir[PATH_MAX];
     sim_registry reg;
     sim_policy_store *pol; /* the IoT policies and what they are attached to */
+    sim_provision *prov;   /* fleet provisioning: templates and ownership tokens */
+    sim_fleet fleet;       /* its backend on the CA, the registry and the policies */
     sim_profile profile;
     sim_server *srv;
     const char *log_path;
@@ -48,6 +54,14 @@ typedef struct {
 } app;
 
 static sim_server *g_srv; /* for the signal handler only */
+
+/* After the engine, which points at the policies and the provisioning. */
+static void app_free(app *a)
+{
+    sim_registry_free(&a->reg);
+    sim_policy_store_free(a->pol);
+    sim_provision_free(a->prov);
+}
 
 static void on_signal(int sig)
 {
@@ -138,6 +152,13 @@ static void principal_init(app *a, const sim_device *d)
     X509_free(x);
 }
 
+/* A certificate fleet provisioning made or registered. */
+static void fleet_changed(void *ctx, const sim_device *d)
+{
+    if (d)
+        principal_init(ctx, d);
+}
+
 /* Writes a device certificate and key signed by the CA and registers it. */
 static int add_device(app *a, const char *name, char *err, size_t errlen)
 {
@@ -222,6 +243,9 @@ static int ensure_state(app *a, char *err, size_t errlen)
     char p[PATH_MAX + 32];
     path_in(a, "registry.json", p, sizeof p);
     if (sim_registry_load(&a->reg, p, err, errlen))
+        return -1;
+    /* The policies RegisterThing made, before the certificates name them. */
+    if (sim_fleet_load_policies(&a->fleet, err, errlen))
         return -1;
     for (size_t i = 0; i < a->reg.n; i++)
         principal_init(a, &a->reg.v[i]);
@@ -675,6 +699,63 @@ static int apply_policies(app *a, const cJSON *pols, char *err, size_t errlen)
 }
 
 /* Reads and applies a --config file; errors start with the file name. */
+/* One provisioning template: BODY (an object, or a string holding one) or
+ * {"body": BODY, "enabled": bool}. */
+static int put_template(app *a, const char *key, const char *name, const cJSON *v, char *err, size_t errlen)
+{
+    const cJSON *body = v, *en = NULL;
+    if (cJSON_IsObject(v) && cJSON_GetObjectItemCaseSensitive(v, "body")) {
+        body = cJSON_GetObjectItemCaseSensitive(v, "body");
+        en = cJSON_GetObjectItemCaseSensitive(v, "enabled");
+        if (en && !cJSON_IsBool(en)) {
+            snprintf(err, errlen, "%s.enabled: must be true or false", key);
+            return -1;
+        }
+    }
+    char *text = cJSON_IsString(body) ? strdup(body->valuestring) : cJSON_PrintUnformatted(body);
+    char why[512] = "";
+    int rc = text ? sim_provision_template_put(a->prov, name, text, strlen(text), !en || cJSON_IsTrue(en), why,
+                                               sizeof why)
+                  : -1;
+    if (rc)
+        snprintf(err, errlen, "%s: %s", key, text ? why : "out of memory");
+    free(text);
+    return rc ? -1 : 0;
+}
+
+/* "provisioning_templates": {"NAME": TEMPLATE, ...} or [{"name", "body", "enabled"?}]. */
+static int apply_templates(app *a, const cJSON *t, char *err, size_t errlen)
+{
+    char key[200];
+    const cJSON *x;
+    if (cJSON_IsObject(t)) {
+        cJSON_ArrayForEach(x, t)
+        {
+            snprintf(key, sizeof key, "provisioning_templates.%.64s", x->string);
+            if (put_template(a, key, x->string, x, err, errlen))
+                return -1;
+        }
+        return 0;
+    }
+    if (!cJSON_IsArray(t)) {
+        snprintf(err, errlen, "provisioning_templates: must be {\"NAME\": TEMPLATE} or [{\"name\", \"body\"}]");
+        return -1;
+    }
+    size_t i = 0;
+    cJSON_ArrayForEach(x, t)
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(x, "name");
+        snprintf(key, sizeof key, "provisioning_templates[%zu]", i++);
+        if (!cJSON_IsString(n) || !cJSON_GetObjectItemCaseSensitive(x, "body")) {
+            snprintf(err, errlen, "%s: want {\"name\", \"body\", \"enabled\"?}", key);
+            return -1;
+        }
+        if (put_template(a, key, n->valuestring, x, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 static int config_load(app *a, sim_config *cfg, sim_profile *profile, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -716,9 +797,11 @@ static int config_load(app *a, sim_config *cfg, sim_profile *profile, const char
     }
     cJSON *things = cJSON_DetachItemFromObjectCaseSensitive(root, "things");
     cJSON *pols = cJSON_DetachItemFromObjectCaseSensitive(root, "policies");
+    cJSON *tpls = cJSON_DetachItemFromObjectCaseSensitive(root, "provisioning_templates");
     char *rest = NULL;
     /* Policies first: the things attach them by name. */
     if ((!pols || apply_policies(a, pols, inner, sizeof inner) == 0) &&
+        (!tpls || apply_templates(a, tpls, inner, sizeof inner) == 0) &&
         (rest = cJSON_PrintUnformatted(root)) != NULL &&
         sim_config_parse(cfg, profile, rest, strlen(rest), inner, sizeof inner) == 0) {
         rc = things ? apply_things(a, things, inner, sizeof inner) : 0;
@@ -728,6 +811,7 @@ static int config_load(app *a, sim_config *cfg, sim_profile *profile, const char
     free(rest);
     cJSON_Delete(things);
     cJSON_Delete(pols);
+    cJSON_Delete(tpls);
     cJSON_Delete(root);
     return rc;
 }
@@ -891,14 +975,29 @@ int main(int argc, char **argv)
         return 1;
     }
     a.pol = sim_policy_store_new(REGION, ACCOUNT);
-    if (!a.pol) {
+    sim_provision_config pc;
+    sim_provision_config_init(&pc);
+    /* Ownership tokens nobody can guess from the last one. */
+    if (RAND_bytes((unsigned char *)&pc.seed, sizeof pc.seed) != 1)
+        pc.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    a.prov = sim_provision_new(&pc);
+    if (!a.pol || !a.prov) {
         fprintf(stderr, "iotsim: out of memory\n");
+        app_free(&a);
         return 1;
     }
+    a.fleet.dir = a.dir;
+    a.fleet.reg = &a.reg;
+    a.fleet.pol = a.pol;
+    a.fleet.changed = fleet_changed;
+    a.fleet.ctx = &a;
+    a.fleet.key_type = SIM_PKI_KEY_RSA_2048;
+    sim_prov_backend be;
+    sim_fleet_backend(&a.fleet, &be);
+    sim_provision_set_backend(a.prov, &be);
     if (ensure_state(&a, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: state directory %s: %s\n", a.dir, err);
-        sim_registry_free(&a.reg);
-        sim_policy_store_free(a.pol);
+        app_free(&a);
         return 1;
     }
     if (device_cmd) {
@@ -907,8 +1006,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "iotsim: device add: %s\n", err);
         else
             printf("%s/devices/%s.crt\n%s/devices/%s.key\n", a.dir, device_name, a.dir, device_name);
-        sim_registry_free(&a.reg);
-        sim_policy_store_free(a.pol);
+        app_free(&a);
         return rc ? 1 : 0;
     }
 
@@ -917,16 +1015,15 @@ int main(int argc, char **argv)
     sim_config_init(&cfg, a.profile);
     if (config && config_load(&a, &cfg, &a.profile, config, err, sizeof err) != 0) {
         fprintf(stderr, "iotsim: %s\n", err);
-        sim_registry_free(&a.reg);
-        sim_policy_store_free(a.pol);
+        app_free(&a);
         return 2;
     }
     cfg.policies = a.pol;
+    cfg.provisioning = a.prov;
     FILE *log = NULL;
     if (a.log_path && !(log = fopen(a.log_path, "a"))) {
         fprintf(stderr, "iotsim: --log %s: %s\n", a.log_path, strerror(errno));
-        sim_registry_free(&a.reg);
-        sim_policy_store_free(a.pol);
+        app_free(&a);
         return 1;
     }
     char ca[PATH_MAX + 16], crt[PATH_MAX + 16], key[PATH_MAX + 16];
@@ -957,8 +1054,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "iotsim: %s\n", err);
         if (log)
             fclose(log);
-        sim_registry_free(&a.reg);
-        sim_policy_store_free(a.pol);
+        app_free(&a);
         return 1;
     }
     if (shadows_load(&a, err, sizeof err) != 0) {
@@ -966,8 +1062,7 @@ int main(int argc, char **argv)
         sim_server_free(a.srv);
         if (log)
             fclose(log);
-        sim_registry_free(&a.reg);
-        sim_policy_store_free(a.pol);
+        app_free(&a);
         return 1;
     }
     g_srv = a.srv;
@@ -984,8 +1079,7 @@ int main(int argc, char **argv)
     remove(ep); /* nothing listens any more */
     if (log)
         fclose(log);
-    sim_registry_free(&a.reg);
-    sim_policy_store_free(a.pol); /* after the engine, which pointed at it */
+    app_free(&a); /* after the engine, which pointed at its parts */
     fprintf(stderr, "iotsim: stopped\n");
     return rc ? 1 : 0;
 }

@@ -99,13 +99,14 @@ static void things_and_certificates(void **state)
     d = dev(NULL, NULL, NULL);
     assert_int_equal(sim_registry_add_cert(&r, &d, err, sizeof err), -1);
     /* RegisterThing: the pending certificate gets its thing and status. */
-    assert_int_equal(sim_registry_update(&r, "p1", "t9", "ACTIVE", err, sizeof err), 0);
+    assert_int_equal(sim_registry_update(&r, "p1", "t9", "ACTIVE", "pol-a pol-b", err, sizeof err), 0);
     assert_string_equal(sim_registry_by_thing(&r, "t9")->cert_id, "p1");
     assert_string_equal(sim_registry_by_cert(&r, "p1")->status, "ACTIVE");
-    assert_int_equal(sim_registry_update(&r, "p1", NULL, "INACTIVE", err, sizeof err), 0);
+    assert_int_equal(sim_registry_update(&r, "p1", NULL, "INACTIVE", NULL, err, sizeof err), 0);
     assert_string_equal(sim_registry_by_cert(&r, "p1")->thing, "t9");
-    assert_int_equal(sim_registry_update(&r, "nope", "x", NULL, err, sizeof err), -1);
-    assert_int_equal(sim_registry_update(&r, "p1", "bad/name", NULL, err, sizeof err), -1);
+    assert_string_equal(sim_registry_by_cert(&r, "p1")->policy, "pol-a pol-b");
+    assert_int_equal(sim_registry_update(&r, "nope", "x", NULL, NULL, err, sizeof err), -1);
+    assert_int_equal(sim_registry_update(&r, "p1", "bad/name", NULL, NULL, err, sizeof err), -1);
     assert_string_equal(sim_registry_by_cert(&r, "p1")->thing, "t9");
     /* Save, load: the same entries. */
     assert_int_equal(sim_registry_save(&r, err, sizeof err), 0);

@@ -96,8 +96,8 @@ int sim_registry_add_cert(sim_registry *r, const sim_device *d, char *err, size_
     return add(r, d, false, err, errlen);
 }
 
-int sim_registry_update(sim_registry *r, const char *cert_id, const char *thing, const char *status, char *err,
-                        size_t errlen)
+int sim_registry_update(sim_registry *r, const char *cert_id, const char *thing, const char *status,
+                        const char *policy, char *err, size_t errlen)
 {
     sim_device *d = (sim_device *)sim_registry_by_cert(r, cert_id);
     if (!d) {
@@ -108,20 +108,22 @@ int sim_registry_update(sim_registry *r, const char *cert_id, const char *thing,
         snprintf(err, errlen, "thing name must be 1..128 characters of a-z A-Z 0-9 : _ -");
         return -1;
     }
-    char *nt = thing ? strdup(thing) : NULL, *ns = status ? strdup(status) : NULL;
-    if ((thing && !nt) || (status && !ns)) {
-        free(nt);
-        free(ns);
-        snprintf(err, errlen, "out of memory");
-        return -1;
+    const char *in[3] = {thing, status, policy};
+    char **at[3] = {&d->thing, &d->status, &d->policy};
+    char *nv[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        if (in[i] && !(nv[i] = strdup(in[i]))) {
+            for (int k = 0; k < 3; k++)
+                free(nv[k]);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     }
-    if (nt) {
-        free(d->thing);
-        d->thing = nt;
-    }
-    if (ns) {
-        free(d->status);
-        d->status = ns;
+    for (int i = 0; i < 3; i++) {
+        if (nv[i]) {
+            free(*at[i]);
+            *at[i] = nv[i];
+        }
     }
     return 0;
 }

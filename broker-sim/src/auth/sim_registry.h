@@ -47,11 +47,12 @@ int sim_registry_add(sim_registry *r, const sim_device *d, char *err, size_t err
  * have others.  -1 on a duplicate certificate id, a bad thing name, or
  * allocation failure. */
 int sim_registry_add_cert(sim_registry *r, const sim_device *d, char *err, size_t errlen);
-/* Attaches a thing (NULL: keep) and sets the status (NULL: keep) of a
- * certificate.  -1 when there is no such certificate, the thing name is
- * bad, or memory runs out (nothing changed then). */
-int sim_registry_update(sim_registry *r, const char *cert_id, const char *thing, const char *status, char *err,
-                        size_t errlen);
+/* Attaches a thing (NULL: keep), sets the status (NULL: keep) and the
+ * policy names (space-separated; NULL: keep) of a certificate.  -1 when
+ * there is no such certificate, the thing name is bad, or memory runs out
+ * (nothing changed then). */
+int sim_registry_update(sim_registry *r, const char *cert_id, const char *thing, const char *status,
+                        const char *policy, char *err, size_t errlen);
 /* Forgets a certificate; false if there was none. */
 bool sim_registry_remove(sim_registry *r, const char *cert_id);
 

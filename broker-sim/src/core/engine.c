@@ -12,6 +12,7 @@
 #include "iotc/topic.h"
 #include "sim_engine.h"
 #include "sim_lifecycle.h"
+#include "sim_provision.h"
 #include "sim_map.h"
 #include "sim_msg.h"
 #include "sim_policy.h"
@@ -1102,6 +1103,41 @@ static void shadow_request(sim_engine *e, sim_conn *c, const char *topic, size_t
         e->io.shadows_changed(e->ctx);
 }
 
+/* ---- fleet provisioning ---------------------------------------------------- */
+
+static void provision_emit(void *ctx, const char *topic, const uint8_t *payload, size_t len)
+{
+    shadow_emit(ctx, topic, (const char *)payload, len);
+}
+
+/* [AWS-PROVISION-FLOW] A request to the fleet provisioning API
+ * (aws-services.md §2), answered like a shadow request: after the request's
+ * own routing and PUBACK, with broker publishes every subscriber of the
+ * response topic gets.  The requester's certificate is the claim. */
+static void provision_request(sim_engine *e, sim_conn *c, const char *topic, size_t len, iotc_mqtt_bytes payload)
+{
+    sim_prov_req req;
+    if (!e->cfg.provisioning || !sim_provision_parse_topic(topic, len, &req))
+        return;
+    char why[300] = "";
+    int code = sim_provision_handle(e->cfg.provisioning, &req, c->principal, c->s ? c->s->client_id : NULL,
+                                    payload.data, payload.len, e->now / 1000, provision_emit, e, why, sizeof why);
+    uint64_t nx = sim_provision_next_expiry(e->cfg.provisioning);
+    if (nx != UINT64_MAX)
+        want(e, nx * 1000);
+    cJSON *o = rec(e, c, "decision");
+    if (o) {
+        cJSON_AddStringToObject(o, "what", "provisioning");
+        cJSON_AddStringToObject(o, "op", sim_prov_op_name(req.op));
+        if (req.template_name[0])
+            cJSON_AddStringToObject(o, "template", req.template_name);
+        cJSON_AddStringToObject(o, "format", req.cbor ? "cbor" : "json");
+        cJSON_AddNumberToObject(o, "code", code);
+        cJSON_AddStringToObject(o, "message", why);
+        emit(e, o);
+    }
+}
+
 static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
 {
     bool v5 = c->version == IOTC_MQTT_V5;
@@ -1218,8 +1254,10 @@ static bool handle_publish(sim_engine *e, sim_conn *c, iotc_mqtt_publish *p)
     }
     if (p->qos == 1)
         puback(e, c, p->packet_id, 0);
-    if (kind == TOPIC_NORMAL)
+    if (kind == TOPIC_NORMAL) {
         shadow_request(e, c, topic, p->topic.len, p->payload);
+        provision_request(e, c, topic, p->topic.len, p->payload);
+    }
     return true;
 }
 
@@ -1726,6 +1764,13 @@ uint64_t sim_engine_tick(sim_engine *e, uint64_t now_ms)
     }
     if (e->clients.count)
         next = min64(next, e->gc_at);
+    /* Fleet provisioning's ownership tokens run out on the virtual clock:
+     * their pending certificates go (aws-services.md §2.3). */
+    if (e->cfg.provisioning) {
+        uint64_t nx = sim_provision_expire(e->cfg.provisioning, now_ms / 1000);
+        if (nx != UINT64_MAX)
+            next = min64(next, nx * 1000);
+    }
     /* [AWS-SESSION-EXPIRY] */
     n = e->sessions.count;
     sim_session **dead = n ? malloc(n * sizeof *dead) : NULL;

@@ -91,6 +91,13 @@ typedef struct {
      * On by default; the engine owns the store (sim_engine_shadows). */
     bool shadow_service;
     sim_shadow_config shadow;
+    /* Fleet provisioning by claim (aws-services.md §2): requests on
+     * $aws/certificates/create[-from-csr]/{json,cbor} and
+     * $aws/provisioning-templates/{name}/provision/{json,cbor} go to it, with
+     * the connection's certificate as the claim; its ownership tokens expire
+     * on the engine's virtual clock.  NULL: not offered.  Not owned: the
+     * program builds it with its backend (the CA, the registry). */
+    struct sim_provision *provisioning;
 } sim_config;
 
 void sim_config_init(sim_config *cfg, sim_profile profile);

@@ -4,6 +4,8 @@
  */
 #include "sim_server.h"
 
+#include "sim_provision.h"
+
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
 #include <openssl/evp.h>
@@ -505,6 +507,48 @@ static char *shadows_api(sim_server *s, const char *rest, unsigned *status)
     return d;
 }
 
+/* POST /provisioning/templates {"name", "body", "enabled"?} (CreateProvisioningTemplate,
+ * or a new version of one) and /provisioning/templates/delete {"name"}. */
+static char *templates_api(sim_server *s, const char *rest, const cJSON *b, unsigned *status)
+{
+    sim_provision *pv = sim_engine_config(s->engine)->provisioning;
+    const char *name = str(b, "name");
+    if (!name)
+        return reply_msg(status, 400, "error", "name: the template's name");
+    char *what = cJSON_PrintUnformatted(b);
+    char *r = NULL;
+    if (!strcmp(rest, "/delete")) {
+        if (sim_provision_template_delete(pv, name) != 0)
+            r = reply_msg(status, 404, "error", "no such template");
+        else {
+            sim_engine_note(s->engine, "provisioning_template_delete", what);
+            r = reply_msg(status, 200, "status", "deleted");
+        }
+    } else if (!rest[0]) {
+        const cJSON *body = cJSON_GetObjectItemCaseSensitive(b, "body");
+        const cJSON *en = cJSON_GetObjectItemCaseSensitive(b, "enabled");
+        char *text = cJSON_IsString(body) ? strdup(body->valuestring) : body ? cJSON_PrintUnformatted(body) : NULL;
+        char why[512] = "";
+        if (!body)
+            r = reply_msg(status, 400, "error", "body: the template (an object, or a string holding one)");
+        else if (en && !cJSON_IsBool(en))
+            r = reply_msg(status, 400, "error", "enabled: true or false");
+        else if (!text)
+            r = reply_msg(status, 500, "error", "out of memory");
+        else if (sim_provision_template_put(pv, name, text, strlen(text), !en || cJSON_IsTrue(en), why, sizeof why))
+            r = reply_msg(status, 400, "error", why);
+        else {
+            sim_engine_note(s->engine, "provisioning_template_put", what);
+            r = reply_msg(status, 200, "status", "stored");
+        }
+        free(text);
+    } else {
+        r = reply_msg(status, 404, "error", "no such resource (POST /provisioning/templates, .../delete)");
+    }
+    free(what);
+    return r;
+}
+
 /* Routes one request; returns the JSON reply (malloc'd). */
 static char *control(sim_server *s, const http_pss *h, unsigned *status)
 {
@@ -538,8 +582,17 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
         }
         if (!strncmp(h->path, "/shadows", 8) && (!h->path[8] || h->path[8] == '/'))
             return shadows_api(s, h->path + 8, status);
+        if (!strcmp(h->path, "/provisioning")) {
+            const sim_provision *pv = sim_engine_config(s->engine)->provisioning;
+            char *t = pv ? sim_provision_describe(pv) : NULL;
+            if (!pv)
+                return reply_msg(status, 404, "error", "fleet provisioning is not offered");
+            *status = t ? 200 : 500;
+            return t;
+        }
         return reply_msg(status, 404, "error",
-                         "no such resource (GET /health, /clients, /clock, /things, /policies, /shadows)");
+                         "no such resource (GET /health, /clients, /clock, /things, /policies, /shadows, "
+                         "/provisioning)");
     }
     cJSON *b = h->body_len ? cJSON_ParseWithLength(h->body, h->body_len) : cJSON_CreateObject();
     if (!b || !cJSON_IsObject(b)) {
@@ -624,6 +677,8 @@ static char *control(sim_server *s, const http_pss *h, unsigned *status)
             sim_engine_note(s->engine, word, what);
             free(what);
         }
+    } else if (!strncmp(h->path, "/provisioning/templates", 23) && sim_engine_config(s->engine)->provisioning) {
+        r = templates_api(s, h->path + 23, b, status);
     } else if (!strcmp(h->path, "/devices") && s->o.device_add) {
         const char *name = str(b, "name");
         int st = 400;

@@ -1341,6 +1341,226 @@ class T11Shadow(Base):
         self.assertIn("shadow.max_depth: must be between 1 and 64", r.stdout)
 
 
+# ---- 12. fleet provisioning by claim -------------------------------------------------------
+
+# The canonical fleet template of aws-services.md §2.4 (AWS's own example).
+FLEET_TEMPLATE = {
+    "Parameters": {"SerialNumber": {"Type": "String"}, "DeviceLocation": {"Type": "String"},
+                   "AWS::IoT::Certificate::Id": {"Type": "String"}},
+    "Mappings": {"LocationTable": {"Seattle": {"LocationUrl": "https://example.aws"}}},
+    "Resources": {
+        "thing": {"Type": "AWS::IoT::Thing",
+                  "Properties": {"ThingName": {"Fn::Join": ["", ["ThingPrefix_", {"Ref": "SerialNumber"}]]},
+                                 "AttributePayload": {"version": "v1", "serialNumber": "serialNumber"}},
+                  "OverrideSettings": {"AttributePayload": "MERGE", "ThingTypeName": "REPLACE",
+                                       "ThingGroups": "DO_NOTHING"}},
+        "certificate": {"Type": "AWS::IoT::Certificate",
+                        "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "Active"},
+                        "OverrideSettings": {"Status": "REPLACE"}},
+        "policy": {"Type": "AWS::IoT::Policy",
+                   "Properties": {"PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                       {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe", "iot:Publish", "iot:Receive"],
+                        "Resource": "*"}]}}}},
+    "DeviceConfiguration": {"FallbackUrl": "https://www.example.com/test-site",
+                            "LocationUrl": {"Fn::FindInMap": ["LocationTable", {"Ref": "DeviceLocation"},
+                                                              "LocationUrl"]}},
+}
+
+# The claim certificate's policy as AWS documents it (§2.1): only the provisioning topics.
+CLAIM_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/$aws/certificates/create/*",
+                  "arn:aws:iot:us-east-1:123456789012:topic/$aws/certificates/create-from-csr/*",
+                  "arn:aws:iot:us-east-1:123456789012:topic/$aws/provisioning-templates/FleetTpl/provision/*",
+                  "arn:aws:iot:us-east-1:123456789012:topic/$aws/provisioning-templates/Off/provision/*"]},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/certificates/create/*",
+                  "arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/certificates/create-from-csr/*",
+                  "arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/provisioning-templates/FleetTpl/provision/*",
+                  "arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/provisioning-templates/Off/provision/*"]}]}
+
+
+class T12Provisioning(Base):
+    """Fleet provisioning by claim (aws-services.md §2) as paho sees it: a
+    claim certificate limited to the provisioning topics gets a new
+    certificate (keys made by iotsim, or from a CSR openssl made), which
+    cannot connect until RegisterThing, then can, under the template's thing
+    name and policy, also after a restart."""
+
+    def prov_sim(self):
+        d = self.tmpdir()
+        cfg = os.path.join(d, "c.json")
+        with open(cfg, "w") as f:
+            json.dump({"policies": {"claim": CLAIM_POLICY},
+                       "things": [{"name": "claimer", "policies": ["claim"]}],
+                       "provisioning_templates": {"FleetTpl": FLEET_TEMPLATE,
+                                                  "Off": {"body": FLEET_TEMPLATE, "enabled": False}}}, f)
+        return self.sim("--config", cfg)
+
+    def claim(self, s, cid="claim-1", fmt="json"):
+        c = self.paho(s, cid, device="claimer")
+        self.assertEqual(c.connect()[1], 0, s.tail())
+        for f in ("$aws/certificates/create/%s/+", "$aws/certificates/create-from-csr/%s/+",
+                  "$aws/provisioning-templates/FleetTpl/provision/%s/+",
+                  "$aws/provisioning-templates/Off/provision/%s/+"):
+            self.assertIsNotNone(c.subscribe(f % fmt, qos=1), "SUBACK for " + f)
+        return c
+
+    def ask(self, s, c, topic, payload, decode=json.loads):
+        self.assertTrue(c.publish(topic, payload, qos=1), "no PUBACK" + s.tail())
+        m = c.get(15)
+        self.assertIsNotNone(m, "no answer on %s/+%s" % (topic, s.tail()))
+        self.assertEqual(c.drain(0.2), [], "more than one answer")
+        return m.topic[len(topic) + 1:], decode(m.payload)
+
+    def connects(self, s, cid, crt, key):
+        c = Paho(s, cid, device=(crt, key))
+        try:
+            ack = c.connect(3)
+            return ack is not None and ack[1] == 0
+        finally:
+            c.close()
+
+    def test_a_create_keys_register_then_connect(self):
+        s = self.prov_sim()
+        c = self.claim(s)
+        kind, r = self.ask(s, c, "$aws/certificates/create/json", b"")
+        self.assertEqual(kind, "accepted", r)
+        self.assertEqual(sorted(r), ["certificateId", "certificateOwnershipToken", "certificatePem", "privateKey"])
+        d = self.tmpdir()
+        crt, key = os.path.join(d, "new.crt"), os.path.join(d, "new.key")
+        with open(crt, "w") as f:
+            f.write(r["certificatePem"])
+        with open(key, "w") as f:
+            f.write(r["privateKey"])
+        self.assertEqual(r["certificateId"], cert_id_of(crt))
+        out = run(["openssl", "verify", "-CAfile", s.ep["ca_file"], crt]).stdout
+        self.assertIn("OK", out)
+        # RSA 2048, what AWS's CreateKeysAndCertificate hands out.
+        self.assertRegex(run(["openssl", "pkey", "-in", key, "-noout", "-text"]).stdout, r"^Private-Key: \(2048 bit")
+        self.assertIn("modulus", run(["openssl", "pkey", "-in", key, "-noout", "-text"]).stdout)
+        # PENDING_ACTIVATION: the new certificate cannot connect yet.
+        self.assertFalse(self.connects(s, "ThingPrefix_7", crt, key), "a pending certificate connected")
+        kind, e = self.ask(s, c, "$aws/provisioning-templates/FleetTpl/provision/json",
+                           json.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"],
+                                       "parameters": {"SerialNumber": "7", "DeviceLocation": "Seattle"}}).encode())
+        self.assertEqual(kind, "accepted", e)
+        self.assertEqual(e, {"thingName": "ThingPrefix_7",
+                             "deviceConfiguration": {"FallbackUrl": "https://www.example.com/test-site",
+                                                     "LocationUrl": "https://example.aws"}})
+        self.assertTrue(self.connects(s, "ThingPrefix_7", crt, key), "the registered certificate cannot connect"
+                        + s.tail())
+        things = {t["name"]: t for t in s.get("/things")[1]["things"]}
+        self.assertEqual(things["ThingPrefix_7"]["certificate_id"], r["certificateId"])
+        self.assertEqual(things["ThingPrefix_7"]["status"], "ACTIVE")
+        self.assertEqual(len(things["ThingPrefix_7"]["policies"]), 1)
+        # The token was used: a second RegisterThing is refused.
+        kind, e = self.ask(s, c, "$aws/provisioning-templates/FleetTpl/provision/json",
+                           json.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"]}).encode())
+        self.assertEqual((kind, e["statusCode"], e["errorCode"]), ("rejected", 400, "InvalidCertificateOwnershipToken"))
+        codes = [(x["op"], x["code"]) for x in s.find(kind="decision", what="provisioning")]
+        self.assertEqual(codes, [("CreateKeysAndCertificate", 200), ("RegisterThing", 200), ("RegisterThing", 400)])
+        # After a restart the thing, its certificate and its policy are still there.
+        c.close()
+        self.assertEqual(s.stop(), 0)
+        s.start()
+        self.assertTrue(self.connects(s, "ThingPrefix_7", crt, key), "lost across a restart" + s.tail())
+
+    def test_b_certificate_from_an_openssl_csr(self):
+        s = self.prov_sim()
+        c = self.claim(s, "claim-csr")
+        d = self.tmpdir()
+        key, csr, crt = (os.path.join(d, n) for n in ("dev.key", "dev.csr", "dev.crt"))
+        r = run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", key, "-subj", "/CN=csr-device", "-out", csr])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        with open(csr) as f:
+            kind, a = self.ask(s, c, "$aws/certificates/create-from-csr/json",
+                               json.dumps({"certificateSigningRequest": f.read()}).encode())
+        self.assertEqual(kind, "accepted", a)
+        self.assertEqual(sorted(a), ["certificateId", "certificateOwnershipToken", "certificatePem"])
+        with open(crt, "w") as f:
+            f.write(a["certificatePem"])
+        self.assertEqual(run(["openssl", "x509", "-in", crt, "-noout", "-pubkey"]).stdout,
+                         run(["openssl", "pkey", "-in", key, "-pubout"]).stdout)
+        kind, e = self.ask(s, c, "$aws/provisioning-templates/FleetTpl/provision/json",
+                           json.dumps({"certificateOwnershipToken": a["certificateOwnershipToken"],
+                                       "parameters": {"SerialNumber": "csr", "DeviceLocation": "Seattle"}}).encode())
+        self.assertEqual((kind, e.get("thingName")), ("accepted", "ThingPrefix_csr"), e)
+        self.assertTrue(self.connects(s, "ThingPrefix_csr", crt, key))
+        kind, e = self.ask(s, c, "$aws/certificates/create-from-csr/json",
+                           json.dumps({"certificateSigningRequest": "not a csr"}).encode())
+        self.assertEqual((kind, e["statusCode"]), ("rejected", 400), e)
+        self.assertIsInstance(e["errorCode"], str)
+
+    def test_c_errors_cbor_and_token_expiry(self):
+        import cbor2  # python3-cbor2: a CBOR codec nobody here wrote
+        s = self.prov_sim()
+        c = self.claim(s, "claim-err")
+        tpl = "$aws/provisioning-templates/FleetTpl/provision/json"
+        for payload, want in [
+            (b"{}", (400, "InvalidCertificateOwnershipToken", "Certificate ownership token cannot be empty.")),
+            (json.dumps({"certificateOwnershipToken": "f" * 64}).encode(), (400, "InvalidCertificateOwnershipToken", None)),
+            (b"[oops", (400, "InvalidPayload", None)),
+        ]:
+            kind, e = self.ask(s, c, tpl, payload)
+            self.assertEqual(kind, "rejected", e)
+            self.assertEqual((e["statusCode"], e["errorCode"]), want[:2], payload)
+            if want[2]:
+                self.assertEqual(e["errorMessage"], want[2])
+        kind, e = self.ask(s, c, "$aws/provisioning-templates/Off/provision/json", b'{"certificateOwnershipToken":"x"}')
+        self.assertEqual((kind, e["statusCode"], e["errorCode"]), ("rejected", 404, "ResourceNotFound"), e)
+        # CBOR: the same API with CBOR maps, decoded by cbor2.
+        cc = self.claim(s, "claim-cbor", fmt="cbor")
+        kind, r = self.ask(s, cc, "$aws/certificates/create/cbor", cbor2.dumps({}), decode=cbor2.loads)
+        self.assertEqual(kind, "accepted", r)
+        self.assertTrue(r["certificatePem"].startswith("-----BEGIN CERTIFICATE-----"))
+        kind, e = self.ask(s, cc, "$aws/provisioning-templates/FleetTpl/provision/cbor",
+                           cbor2.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"],
+                                        "parameters": {"SerialNumber": "cb", "DeviceLocation": "Seattle"}}),
+                           decode=cbor2.loads)
+        self.assertEqual((kind, e["thingName"]), ("accepted", "ThingPrefix_cb"), e)
+        # A token not used within the hour: its pending certificate goes.
+        kind, r = self.ask(s, c, "$aws/certificates/create/json", b"{}")
+        self.assertEqual(s.get("/provisioning")[1]["tokens"][0]["certificateId"], r["certificateId"])
+        st, body = s.post("/clock/advance", {"seconds": 3601})
+        self.assertEqual(st, 200, body)
+        self.assertTrue(wait_for(lambda: not s.get("/provisioning")[1]["tokens"], 5), s.get("/provisioning")[1])
+        # An hour of virtual time also outlasted the claim clients' keep-alive: a new one.
+        c = self.claim(s, "claim-late")
+        kind, e = self.ask(s, c, tpl, json.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"],
+                                                  "parameters": {"SerialNumber": "late"}}).encode())
+        self.assertEqual((kind, e["errorCode"]), ("rejected", "InvalidCertificateOwnershipToken"), e)
+        with open(os.path.join(s.state, "registry.json")) as f:
+            self.assertNotIn(r["certificateId"], f.read(), "the expired pending certificate is still registered")
+        # The claim policy keeps the claim certificate off other topics.
+        self.assertIsNone(c.subscribe("a/b", qos=1, timeout=2), "the claim certificate subscribed outside its policy")
+
+    def test_d_templates_through_the_control_api(self):
+        s = self.sim()
+        self.assertEqual(s.get("/provisioning")[1]["templates"], [])
+        st, body = s.post("/provisioning/templates", {"name": "bad name!", "body": FLEET_TEMPLATE})
+        self.assertEqual(st, 400, body)
+        st, body = s.post("/provisioning/templates", {"name": "T1", "body": {"Resources": {"x": {"Type": "AWS::IoT::Nope"}}}})
+        self.assertEqual(st, 400, body)
+        self.assertIn("Resources.x", body["error"])
+        st, body = s.post("/provisioning/templates", {"name": "T1", "body": json.dumps(FLEET_TEMPLATE)})
+        self.assertEqual(st, 200, body)
+        self.assertEqual([t["name"] for t in s.get("/provisioning")[1]["templates"]], ["T1"])
+        self.assertEvent(s, kind="decision", what="provisioning_template_put")
+        self.assertEqual(s.post("/provisioning/templates/delete", {"name": "T1"})[0], 200)
+        self.assertEqual(s.post("/provisioning/templates/delete", {"name": "T1"})[0], 404)
+        self.assertEqual(s.get("/provisioning")[1]["templates"], [])
+        d = self.tmpdir()
+        cfg = os.path.join(d, "c.json")
+        with open(cfg, "w") as f:
+            json.dump({"provisioning_templates": {"T": {"Resources": {}, "Bogus": 1}}}, f)
+        r = run([iotsim_binary(), "--state-dir", os.path.join(d, "st"), "--ports", "auto", "--config", cfg], timeout=15)
+        self.assertEqual(r.returncode, 2, r.stdout)
+        self.assertIn("provisioning_templates.T", r.stdout)
+
+
 def main(argv):
     binary = iotsim_binary()
     if not os.access(binary, os.X_OK):

@@ -46,6 +46,8 @@ typedef struct {
     sim_policy_store *pol; /* the IoT policies and what they are attached to */
     sim_provision *prov;   /* fleet provisioning: templates and ownership tokens */
     sim_fleet fleet;       /* its backend on the CA, the registry and the policies */
+    char **cfg_certs;      /* certificates whose policies the config file set (things[i].policies) */
+    size_t ncfg_certs;
     sim_profile profile;
     sim_server *srv;
     const char *log_path;
@@ -61,6 +63,9 @@ static void app_free(app *a)
     sim_registry_free(&a->reg);
     sim_policy_store_free(a->pol);
     sim_provision_free(a->prov);
+    for (size_t i = 0; i < a->ncfg_certs; i++)
+        free(a->cfg_certs[i]);
+    free(a->cfg_certs);
 }
 
 static void on_signal(int sig)
@@ -121,19 +126,44 @@ static void dn_vars(app *a, const char *principal, const char *side, const X509_
     }
 }
 
+/* Attaches the policies a registry entry names; `warn`: say which are missing. */
+static void attach_named(app *a, const sim_device *d, bool warn)
+{
+    char names[1600], err[256];
+    snprintf(names, sizeof names, "%s", d->policy ? d->policy : SIM_POLICY_ALLOW_ALL);
+    char *save = NULL;
+    for (char *n = strtok_r(names, " ,", &save); n; n = strtok_r(NULL, " ,", &save))
+        if (sim_policy_store_attach(a->pol, d->cert_id, n, err, sizeof err) && warn)
+            fprintf(stderr, "iotsim: warning: thing %s: %s (registry.json): not attached\n",
+                    d->thing[0] ? d->thing : d->cert_id, err);
+}
+
+/* After the config file: a registry entry may name a policy only the config
+ * declares (a template's PolicyName, say), which did not exist when
+ * principal_init ran.  The certificates whose policies the config set keep
+ * exactly those. */
+static void attach_registry_policies(app *a)
+{
+    for (size_t i = 0; i < a->reg.n; i++) {
+        bool configured = false;
+        for (size_t k = 0; k < a->ncfg_certs && !configured; k++)
+            configured = !strcmp(a->cfg_certs[k], a->reg.v[i].cert_id);
+        if (!configured)
+            attach_named(a, &a->reg.v[i], true);
+    }
+}
+
 /* Tells the policy store about a device: the policies its registry entry
  * names (the built-in allow-all for every device the simulator creates) and
- * the certificate's fields for the ${iot:Certificate.*} variables. */
+ * the certificate's fields for the ${iot:Certificate.*} variables.  Missing
+ * policies are reported by attach_registry_policies, once the config's are
+ * in. */
 static void principal_init(app *a, const sim_device *d)
 {
     if (!a->pol)
         return;
-    char names[512], err[256];
-    snprintf(names, sizeof names, "%s", d->policy ? d->policy : SIM_POLICY_ALLOW_ALL);
-    char *save = NULL;
-    for (char *n = strtok_r(names, " ,", &save); n; n = strtok_r(NULL, " ,", &save))
-        if (sim_policy_store_attach(a->pol, d->cert_id, n, err, sizeof err))
-            fprintf(stderr, "iotsim: warning: thing %s: %s (registry.json): not attached\n", d->thing, err);
+    char err[256];
+    attach_named(a, d, false);
     char p[PATH_MAX + 320];
     path_in(a, d->cert_file, p, sizeof p);
     X509 *x = NULL;
@@ -534,6 +564,15 @@ static int attach_policies(app *a, size_t i, const char *thing, const cJSON *pol
     const sim_device *d = sim_registry_by_thing(&a->reg, thing);
     if (!d)
         return -1;
+    char **nc = realloc(a->cfg_certs, (a->ncfg_certs + 1) * sizeof *nc);
+    if (!nc || !(nc[a->ncfg_certs] = strdup(d->cert_id))) {
+        if (nc)
+            a->cfg_certs = nc;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    a->cfg_certs = nc;
+    a->ncfg_certs++;
     sim_policy_store_detach_all(a->pol, d->cert_id);
     const cJSON *n;
     size_t k = 0;
@@ -1018,6 +1057,7 @@ int main(int argc, char **argv)
         app_free(&a);
         return 2;
     }
+    attach_registry_policies(&a);
     cfg.policies = a.pol;
     cfg.provisioning = a.prov;
     FILE *log = NULL;

@@ -1537,6 +1537,35 @@ class T12Provisioning(Base):
         # The claim policy keeps the claim certificate off other topics.
         self.assertIsNone(c.subscribe("a/b", qos=1, timeout=2), "the claim certificate subscribed outside its policy")
 
+    def test_e_a_config_policy_by_name_survives_a_restart(self):
+        # The documented flow names an existing policy (PolicyName).  One the
+        # config file declares is attached again after a restart, although
+        # registry.json is read before the config.
+        d = self.tmpdir()
+        cfg = os.path.join(d, "c.json")
+        tpl = json.loads(json.dumps(FLEET_TEMPLATE))
+        tpl["Resources"]["policy"] = {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "devpol"}}
+        with open(cfg, "w") as f:
+            json.dump({"policies": {"claim": CLAIM_POLICY, "devpol": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}},
+                "things": [{"name": "claimer", "policies": ["claim"]}],
+                "provisioning_templates": {"FleetTpl": tpl, "Off": {"body": tpl, "enabled": False}}}, f)
+        s = self.sim("--config", cfg)
+        c = self.claim(s, "claim-named")
+        kind, r = self.ask(s, c, "$aws/certificates/create/json", b"{}")
+        kind, e = self.ask(s, c, "$aws/provisioning-templates/FleetTpl/provision/json",
+                           json.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"],
+                                       "parameters": {"SerialNumber": "n", "DeviceLocation": "Seattle"}}).encode())
+        self.assertEqual(kind, "accepted", e)
+        c.close()
+        for _ in range(2):
+            things = {t["name"]: t for t in s.get("/things")[1]["things"]}
+            self.assertEqual(things["ThingPrefix_n"]["policies"], ["devpol"])
+            self.assertEqual(things["claimer"]["policies"], ["claim"], "the config's own attachments changed")
+            self.assertEqual(s.stop(), 0)
+            s.start()
+        self.assertNotIn("not attached", s.stderr_text(full=True))
+
     def test_d_templates_through_the_control_api(self):
         s = self.sim()
         self.assertEqual(s.get("/provisioning")[1]["templates"], [])

@@ -373,21 +373,27 @@ static char *things_api(void *ctx)
     app *a = ctx;
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = o ? cJSON_AddArrayToObject(o, "things") : NULL;
-    for (size_t i = 0; arr && i < a->reg.n; i++) {
+    /* Certificates fleet provisioning made and RegisterThing has not yet
+     * given a thing (PENDING_ACTIVATION) are listed apart: they are no thing. */
+    cJSON *pend = o ? cJSON_AddArrayToObject(o, "certificates_without_thing") : NULL;
+    for (size_t i = 0; arr && pend && i < a->reg.n; i++) {
         const sim_device *d = &a->reg.v[i];
         cJSON *x = cJSON_CreateObject();
-        if (!x || !cJSON_AddItemToArray(arr, x)) {
+        if (!x || !cJSON_AddItemToArray(d->thing[0] ? arr : pend, x)) {
             cJSON_Delete(x);
             break;
         }
         char p[PATH_MAX + 320];
-        cJSON_AddStringToObject(x, "name", d->thing);
+        if (d->thing[0])
+            cJSON_AddStringToObject(x, "name", d->thing);
         cJSON_AddStringToObject(x, "certificate_id", d->cert_id);
         cJSON_AddStringToObject(x, "status", d->status);
         path_in(a, d->cert_file, p, sizeof p);
         cJSON_AddStringToObject(x, "cert_file", p);
-        path_in(a, d->key_file, p, sizeof p);
-        cJSON_AddStringToObject(x, "key_file", p);
+        if (d->key_file[0]) { /* iotsim keeps no key for the certificates it provisioned */
+            path_in(a, d->key_file, p, sizeof p);
+            cJSON_AddStringToObject(x, "key_file", p);
+        }
         const char *names[SIM_POLICY_MAX_ATTACHED];
         size_t n = sim_policy_store_attached(a->pol, d->cert_id, names, SIM_POLICY_MAX_ATTACHED);
         cJSON *pl = cJSON_AddArrayToObject(x, "policies");

@@ -1442,6 +1442,9 @@ class T12Provisioning(Base):
         self.assertIn("modulus", run(["openssl", "pkey", "-in", key, "-noout", "-text"]).stdout)
         # PENDING_ACTIVATION: the new certificate cannot connect yet.
         self.assertFalse(self.connects(s, "ThingPrefix_7", crt, key), "a pending certificate connected")
+        pend = s.get("/things")[1]["certificates_without_thing"]
+        self.assertEqual([(x["certificate_id"], x["status"]) for x in pend], [(r["certificateId"], "PENDING_ACTIVATION")])
+        self.assertNotIn("key_file", pend[0], "iotsim keeps no private key it handed out")
         kind, e = self.ask(s, c, "$aws/provisioning-templates/FleetTpl/provision/json",
                            json.dumps({"certificateOwnershipToken": r["certificateOwnershipToken"],
                                        "parameters": {"SerialNumber": "7", "DeviceLocation": "Seattle"}}).encode())
@@ -1451,7 +1454,9 @@ class T12Provisioning(Base):
                                                      "LocationUrl": "https://example.aws"}})
         self.assertTrue(self.connects(s, "ThingPrefix_7", crt, key), "the registered certificate cannot connect"
                         + s.tail())
-        things = {t["name"]: t for t in s.get("/things")[1]["things"]}
+        listing = s.get("/things")[1]
+        self.assertEqual(listing["certificates_without_thing"], [])
+        things = {t["name"]: t for t in listing["things"]}
         self.assertEqual(things["ThingPrefix_7"]["certificate_id"], r["certificateId"])
         self.assertEqual(things["ThingPrefix_7"]["status"], "ACTIVE")
         self.assertEqual(len(things["ThingPrefix_7"]["policies"]), 1)

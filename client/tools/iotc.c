@@ -8,6 +8,12 @@
  *                         the Device Shadow of --thing (--shadow_name for a
  *                         named one): print the accepted document, or each
  *                         delta as it comes
+ *   iotc provision --template NAME [--csr FILE] [--param K=V ...] [--out DIR]
+ *                         fleet provisioning by claim, connected with the
+ *                         claim certificate: a new certificate (AWS's keys,
+ *                         or signed from --csr), registered with the
+ *                         template; the credentials go to DIR and a JSON
+ *                         summary to stdout
  *
  * The flags are spelled as in the AWS IoT Device SDK samples (--endpoint,
  * --cert, --key, --ca_file, --client_id, --topic, --message, --count), so a
@@ -17,7 +23,8 @@
  * Exit codes (scripts branch on them, so they are fixed):
  *   0 ok, 1 anything else, 2 usage, 3 connection refused (CONNACK code),
  *   4 TLS failure, 5 timeout, 6 any other connection failure, 7 the shadow
- *   service rejected the request (its error document is printed).
+ *   or fleet provisioning service rejected the request (its error document
+ *   is printed).
  *
  * The first connection is tried once: a CLI that silently retried a wrong
  * endpoint or CA forever would hide the mistake.  Once connected, `sub`
@@ -26,6 +33,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,9 +42,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "iotc/client.h"
+#include "iotc/identity.h"
 #include "iotc/shadow.h"
 
 enum {
@@ -52,18 +63,27 @@ enum {
 
 /* ---- options --------------------------------------------------------------- */
 
+/* A flag that may be given several times (--param). */
+#define LIST_MAX 64
+typedef struct {
+    const char *v[LIST_MAX];
+    size_t n;
+} strlist;
+
 typedef struct {
     const char *endpoint, *cert, *key, *ca_file, *client_id, *topic, *message, *sim;
     const char *pkcs12, *pkcs12_password, *region, *username, *password, *header;
     /* The seed's custom_authorizer_connect sample names these. */
     const char *ca_user, *ca_name, *ca_sig, *ca_pass, *ca_key, *ca_token;
     const char *thing, *shadow_name, *state; /* shadow */
+    const char *template_name, *csr, *out;   /* provision */
+    strlist params;                          /* provision: K=V */
     long port, count, qos, keep_alive, clean_session, timeout;
     bool no_tls, ws, signing, verbose, help;
     bool port_set, count_set; /* an explicit flag beats endpoint.json and the defaults */
 } opts;
 
-typedef enum { K_STR, K_BOOL, K_LONG } kind;
+typedef enum { K_STR, K_BOOL, K_LONG, K_LIST } kind;
 
 typedef struct {
     const char *name;
@@ -76,6 +96,7 @@ typedef struct {
 #define S(f) K_STR, offsetof(opts, f), 0, 0
 #define B(f) K_BOOL, offsetof(opts, f), 0, 0
 #define L(f, lo, hi) K_LONG, offsetof(opts, f), lo, hi
+#define LS(f) K_LIST, offsetof(opts, f), 0, 0
 
 static const flag FLAGS[] = {
     {"--endpoint", S(endpoint), "HOST", "broker host name (AWS: xxx-ats.iot.REGION.amazonaws.com)"},
@@ -94,6 +115,10 @@ static const flag FLAGS[] = {
     {"--thing", S(thing), "NAME", "shadow: the thing (default with --sim: its device's thing)"},
     {"--shadow_name", S(shadow_name), "NAME", "shadow: a named shadow (default: the classic one)"},
     {"--state", S(state), "JSON", "shadow update: the document, e.g. '{\"state\":{\"reported\":{\"on\":true}}}'"},
+    {"--template", S(template_name), "NAME", "provision: the provisioning template"},
+    {"--csr", S(csr), "FILE", "provision: a PEM CSR to sign (CreateCertificateFromCsr) instead of AWS's keys"},
+    {"--param", LS(params), "K=V", "provision: a template parameter (again for more)"},
+    {"--out", S(out), "DIR", "provision: where certificate.pem.crt and private.pem.key go (default .)"},
     {"--no-tls", B(no_tls), NULL, "plain MQTT (or ws:// with --ws), e.g. a local mosquitto"},
     {"--ws", B(ws), NULL, "MQTT over WebSocket"},
     {"--signing", B(signing), NULL, "MQTT over WebSocket with a SigV4-signed URL (needs --region)"},
@@ -129,13 +154,17 @@ static void say(const char *fmt, ...)
 static void usage(FILE *f, const char *cmd)
 {
     if (!cmd) {
-        fprintf(f, "usage: iotc pub|sub|shadow [options]   (iotc pub --help for the options)\n"
+        fprintf(f, "usage: iotc pub|sub|shadow|provision [options]   (iotc pub --help for the options)\n"
                    "  pub  publish --message --count times to --topic and wait for each (QoS 1: PUBACK)\n"
                    "  sub  subscribe to --topic and print \"topic payload\" per message\n"
                    "  shadow get|update|delete|delta  the Device Shadow of --thing [--shadow_name]: print\n"
                    "       the accepted document (update: --state JSON), or each delta (--count of them)\n"
+                   "  provision --template NAME [--csr FILE] [--param K=V ...] [--out DIR]  fleet provisioning\n"
+                   "       by claim: a new certificate, registered with the template; writes DIR/certificate.pem.crt\n"
+                   "       (and DIR/private.pem.key without --csr), prints {certificateId, thingName,\n"
+                   "       deviceConfiguration}\n"
                    "exit codes: 0 ok, 1 other error, 2 usage, 3 refused by the broker, 4 TLS failure,\n"
-                   "            5 timeout, 6 cannot connect, 7 rejected by the shadow service\n");
+                   "            5 timeout, 6 cannot connect, 7 rejected by the shadow or provisioning service\n");
         return;
     }
     fprintf(f, "usage: iotc %s [options]\n", cmd);
@@ -192,6 +221,15 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
             *(const char **)field = v;
             continue;
         }
+        if (f->k == K_LIST) {
+            strlist *l = (strlist *)(void *)field;
+            if (l->n == LIST_MAX) {
+                say("%s: at most %d of them", f->name, LIST_MAX);
+                return EXIT_USAGE;
+            }
+            l->v[l->n++] = v;
+            continue;
+        }
         char *end;
         errno = 0;
         long n = strtol(v, &end, 10);
@@ -214,6 +252,8 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
 static cJSON *g_sim;
 /* iotc shadow's operation (get, update, delete, delta), or NULL. */
 static const char *g_shadow_op;
+/* iotc provision. */
+static bool g_provision;
 static char g_sim_address[256];
 
 static const char *sim_str(const char *key)
@@ -600,6 +640,32 @@ static int check(const opts *o, bool pub)
         say(o->state ? "--state is for iotc shadow update" : "iotc shadow update needs --state JSON");
         return EXIT_USAGE;
     }
+    if ((o->template_name || o->csr || o->out || o->params.n) && !g_provision) {
+        say("--template, --csr, --param and --out are for iotc provision");
+        return EXIT_USAGE;
+    }
+    if (g_provision && !o->template_name) {
+        say("iotc provision needs --template NAME");
+        return EXIT_USAGE;
+    }
+    if (g_provision && iotc_identity_check_template_name(o->template_name) != IOTC_OK) {
+        say("--template: %s", iotc_identity_why());
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; g_provision && i < o->params.n; i++) {
+        const char *p = o->params.v[i], *eq = strchr(p, '=');
+        if (!eq || eq == p) {
+            say("--param: want KEY=VALUE, got \"%s\"", p);
+            return EXIT_USAGE;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const char *q = o->params.v[j];
+            if (!strncmp(p, q, (size_t)(eq - p) + 1)) {
+                say("--param: %.*s given twice", (int)(eq - p), p);
+                return EXIT_USAGE;
+            }
+        }
+    }
     if (!pub && o->count_set && o->count < 0) {
         say("--count: want 0 or more");
         return EXIT_USAGE;
@@ -739,6 +805,221 @@ static int shadow_run(iotc_client *c, const opts *o)
     return exit_code;
 }
 
+/* ---- provision --------------------------------------------------------------- */
+
+#define CERT_FILE "certificate.pem.crt"
+#define KEY_FILE "private.pem.key"
+/* AWS IoT's largest message: a CSR beyond it cannot be sent. */
+#define CSR_MAX (128 * 1024)
+
+static char *g_csr_pem; /* --csr's contents */
+static char g_cert_path[PATH_MAX], g_key_path[PATH_MAX];
+
+/* Reads --csr and makes sure --out can take the files, before anything is
+ * asked of AWS: a certificate made and then not saved would be an orphan. */
+static int provision_prepare(const opts *o)
+{
+    if (o->csr) {
+        FILE *f = fopen(o->csr, "rb");
+        if (!f) {
+            say("--csr: cannot open %s: %s", o->csr, strerror(errno));
+            return EXIT_OTHER;
+        }
+        g_csr_pem = malloc(CSR_MAX + 2);
+        size_t n = g_csr_pem ? fread(g_csr_pem, 1, CSR_MAX + 1, f) : 0;
+        bool bad = !g_csr_pem || ferror(f);
+        fclose(f);
+        if (bad) {
+            say("--csr: cannot read %s", o->csr);
+            return EXIT_OTHER;
+        }
+        g_csr_pem[n] = '\0';
+        if (n > CSR_MAX || n == 0 || strlen(g_csr_pem) != n) {
+            say("--csr: %s is %s", o->csr, n == 0 ? "empty" : n > CSR_MAX ? "over 128 KiB" : "not text (a NUL byte)");
+            return EXIT_USAGE;
+        }
+    }
+    const char *dir = o->out ? o->out : ".";
+    struct stat st;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        say("--out: cannot create %s: %s", dir, strerror(errno));
+        return EXIT_OTHER;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        say("--out: %s is not a directory", dir);
+        return EXIT_OTHER;
+    }
+    if ((size_t)snprintf(g_cert_path, sizeof g_cert_path, "%s/" CERT_FILE, dir) >= sizeof g_cert_path ||
+        (size_t)snprintf(g_key_path, sizeof g_key_path, "%s/" KEY_FILE, dir) >= sizeof g_key_path) {
+        say("--out: %s is too long a path", dir);
+        return EXIT_USAGE;
+    }
+    /* Never over credentials that a device may be using. */
+    const char *exists = access(g_cert_path, F_OK) == 0                 ? g_cert_path
+                         : !o->csr && access(g_key_path, F_OK) == 0 ? g_key_path
+                                                                      : NULL;
+    if (exists) {
+        say("--out: %s already exists (provisioning does not replace credentials)", exists);
+        return EXIT_OTHER;
+    }
+    return EXIT_OK;
+}
+
+/* Writes `text` to a new file (never over an existing one) with `mode`,
+ * on disk before it returns: AWS sends a private key it made only once. */
+static bool write_new_file(const char *path, const char *text, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode);
+    if (fd < 0) {
+        say("cannot create %s: %s", path, strerror(errno));
+        return false;
+    }
+    size_t len = strlen(text), off = 0;
+    bool ok = true;
+    while (ok && off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        if (ok)
+            off += (size_t)w;
+    }
+    ok = ok && fsync(fd) == 0;
+    int saved = errno;
+    ok = close(fd) == 0 && ok;
+    if (!ok) {
+        say("cannot write %s: %s", path, strerror(saved ? saved : errno));
+        unlink(path);
+    }
+    return ok;
+}
+
+/* A step that failed: the exit code, a line on stderr and, for a
+ * rejection, AWS's error document on stdout (as iotc shadow does). */
+static int provision_failed(const char *step, const iotc_identity_result *r)
+{
+    switch (r->status) {
+    case IOTC_ERR_REJECTED:
+        if (r->json)
+            printf("%s\n", r->json);
+        say("%s rejected: %d %s: %s", step, r->status_code, r->error_code, r->error_message);
+        return EXIT_REJECTED;
+    case IOTC_ERR_PROTOCOL:
+        say("%s: the service's answer is malformed: %s", step, r->error_message);
+        return EXIT_OTHER;
+    case IOTC_ERR_TIMEOUT:
+        say("%s: no answer in time", step);
+        return EXIT_TIMEOUT;
+    case IOTC_ERR_REFUSED:
+        say("%s: the broker refused the subscription to the answer topics (the claim certificate's policy?)", step);
+        return EXIT_OTHER;
+    case IOTC_ERR_INVALID_ARG:
+        say("%s: %s", step, iotc_identity_why());
+        return EXIT_USAGE;
+    default:
+        say("%s: %s", step, iotc_strerror(r->status));
+        return EXIT_OTHER;
+    }
+}
+
+/* The summary scripts read: {certificateId, thingName, deviceConfiguration}. */
+static bool print_summary(const iotc_identity_result *cert, const iotc_identity_result *reg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *cfg = NULL;
+    bool ok = o && cJSON_AddStringToObject(o, "certificateId", cert->certificate_id) &&
+              cJSON_AddStringToObject(o, "thingName", reg->thing_name) &&
+              (cfg = cJSON_AddObjectToObject(o, "deviceConfiguration")) != NULL;
+    for (size_t i = 0; ok && i < reg->device_configuration_len; i++)
+        ok = cJSON_AddStringToObject(cfg, reg->device_configuration_keys[i], reg->device_configuration_values[i]) !=
+             NULL;
+    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!text)
+        return false;
+    printf("%s\n", text);
+    cJSON_free(text);
+    return true;
+}
+
+/* Provisioning by claim on a connected client; returns the exit code. */
+static int provision_run(iotc_client *c, const opts *o)
+{
+    iotc_identity *id = NULL;
+    int rc = iotc_identity_new(c, &id);
+    if (rc != IOTC_OK) {
+        say("provision: %s", iotc_strerror(rc));
+        return EXIT_OTHER;
+    }
+    uint32_t timeout_ms = (uint32_t)o->timeout * 1000u;
+    iotc_identity_result cert, reg;
+    memset(&reg, 0, sizeof reg);
+    char *keys[LIST_MAX] = {0};
+    const char *values[LIST_MAX] = {0};
+    size_t np = o->params.n;
+    int exit_code = EXIT_OK;
+    const char *step = g_csr_pem ? "CreateCertificateFromCsr" : "CreateKeysAndCertificate";
+    rc = g_csr_pem ? iotc_identity_create_certificate_from_csr_wait(id, g_csr_pem, timeout_ms, &cert)
+                   : iotc_identity_create_keys_and_certificate_wait(id, timeout_ms, &cert);
+    if (rc != IOTC_OK) {
+        exit_code = provision_failed(step, &cert);
+        goto out;
+    }
+    if (o->verbose)
+        say("%s: certificate %s", step, cert.certificate_id);
+    /* Saved before RegisterThing: should its answer be lost, the
+     * certificate may be active all the same, and its key exists nowhere
+     * else. */
+    if (!write_new_file(g_cert_path, cert.certificate_pem, 0644)) {
+        exit_code = EXIT_OTHER;
+        goto out;
+    }
+    if (cert.private_key && !write_new_file(g_key_path, cert.private_key, 0600)) {
+        unlink(g_cert_path);
+        exit_code = EXIT_OTHER;
+        goto out;
+    }
+    if (o->verbose)
+        say("wrote %s%s%s", g_cert_path, cert.private_key ? " and " : "", cert.private_key ? g_key_path : "");
+    for (size_t i = 0; i < np; i++) {
+        const char *p = o->params.v[i], *eq = strchr(p, '=');
+        keys[i] = strndup(p, (size_t)(eq - p));
+        values[i] = eq + 1;
+        if (!keys[i]) {
+            say("out of memory");
+            exit_code = EXIT_OTHER;
+            goto out;
+        }
+    }
+    rc = iotc_identity_register_thing_wait(id, o->template_name, cert.certificate_ownership_token,
+                                           (const char *const *)keys, values, np, timeout_ms, &reg);
+    if (rc != IOTC_OK) {
+        exit_code = provision_failed("RegisterThing", &reg);
+        if (rc == IOTC_ERR_REJECTED) {
+            /* Refused: the certificate stays PENDING_ACTIVATION until AWS
+             * deletes it with its token, so the files are of no use, and
+             * left there they would stop the next attempt. */
+            unlink(g_cert_path);
+            if (cert.private_key)
+                unlink(g_key_path);
+        }
+        goto out;
+    }
+    if (o->verbose)
+        say("RegisterThing: thing %s", reg.thing_name);
+    if (!print_summary(&cert, &reg)) {
+        say("out of memory");
+        exit_code = EXIT_OTHER;
+    }
+out:
+    for (size_t i = 0; i < np; i++)
+        free(keys[i]);
+    iotc_identity_result_free(&cert);
+    iotc_identity_result_free(&reg);
+    iotc_identity_free(id);
+    return exit_code;
+}
+
 /* ---- pub and sub --------------------------------------------------------------- */
 
 static int run(const char *cmd, opts *o)
@@ -751,6 +1032,8 @@ static int run(const char *cmd, opts *o)
     }
     int rc = check(o, pub);
     if (rc != EXIT_OK)
+        return rc;
+    if (g_provision && (rc = provision_prepare(o)) != EXIT_OK)
         return rc;
     /* The seed's defaults, plus mosquitto's 1883 for plain MQTT: resolved
      * here so that every message can name the port. */
@@ -826,12 +1109,14 @@ static int run(const char *cmd, opts *o)
         goto out;
     }
     if (w == 2) {
-        exit_code = pub ? EXIT_OTHER : EXIT_OK;
+        exit_code = pub || g_provision ? EXIT_OTHER : EXIT_OK;
         goto out;
     }
 
     if (g_shadow_op) {
         exit_code = shadow_run(c, o);
+    } else if (g_provision) {
+        exit_code = provision_run(c, o);
     } else if (pub) {
         for (long i = 0; i < o->count && !g_stop; i++) {
             err = iotc_publish_wait(c, o->topic, o->message, strlen(o->message), (uint8_t)o->qos, false, timeout_ms);
@@ -899,8 +1184,10 @@ int main(int argc, char **argv)
         }
         if (g_shadow_op)
             first = 3;
+    } else if (!strcmp(cmd, "provision")) {
+        g_provision = true;
     } else if (strcmp(cmd, "pub") && strcmp(cmd, "sub")) {
-        say("unknown command \"%s\" (want pub, sub or shadow)", cmd);
+        say("unknown command \"%s\" (want pub, sub, shadow or provision)", cmd);
         usage(stderr, NULL);
         return EXIT_USAGE;
     }
@@ -920,5 +1207,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a closed stdout or socket is an error, not a death */
     rc = run(cmd, &o);
     cJSON_Delete(g_sim);
+    free(g_csr_pem);
     return rc;
 }

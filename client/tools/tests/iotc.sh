@@ -2,7 +2,10 @@
 # iotc (the CLI): usage errors and their exit code, pub/sub against a
 # mosquitto broker on plain TCP and against iotsim over mTLS, the exit codes
 # of each connection failure: refused (3), TLS (4), timeout (5), cannot
-# connect (6), and iotc shadow against iotsim's shadow service (rejected: 7).
+# connect (6), iotc shadow against iotsim's shadow service (rejected: 7), and
+# iotc provision against iotsim's fleet provisioning service (a claim
+# certificate limited to the provisioning topics; AWS's keys or a CSR; the
+# new credentials then connect; an unknown template is rejected: 7).
 # Every broker runs on a port the OS picked.
 set -uo pipefail
 B=${B:-build}
@@ -82,6 +85,15 @@ expect "shadow without a thing" 2 'needs --thing' -- "$iotc" shadow get --endpoi
 expect "--thing is for shadow" 2 'are for iotc shadow' -- "$iotc" pub --endpoint h --thing t
 expect "shadow --help" 0 '--shadow_name' -- "$iotc" shadow --help
 expect "pub --help" 0 '--ca_file' -- "$iotc" pub --help
+expect "provision without --template" 2 'needs --template' -- "$iotc" provision --endpoint h
+expect "provision with a bad template name" 2 '^iotc: --template: .*\[0-9A-Za-z_-\]' -- \
+    "$iotc" provision --endpoint h --template 'a/b'
+expect "provision with a --param that is not K=V" 2 '^iotc: --param: want KEY=VALUE' -- \
+    "$iotc" provision --endpoint h --template T --param novalue
+expect "provision with a --param twice" 2 'SerialNumber given twice' -- \
+    "$iotc" provision --endpoint h --template T --param SerialNumber=1 --param SerialNumber=2
+expect "--template is for provision" 2 'are for iotc provision' -- "$iotc" pub --endpoint h --template T
+expect "provision --help" 0 '--template NAME' -- "$iotc" provision --help
 
 # ---- nothing listening: exit 6 ----------------------------------------------------
 dead=$(free_port)
@@ -298,6 +310,102 @@ if [ -x "$iotsim" ]; then
             "$iotc" shadow get --sim "$sim" --shadow_name lamp --timeout 10
     else
         fail "iotsim did not write endpoint.json: $(cat "$tmp/iotsim.log")"
+    fi
+
+    # iotc provision against a second iotsim with a provisioning template and
+    # a claim device whose policy allows only the provisioning topics (as AWS
+    # documents the claim certificate's, aws-services.md §2.1): libiotc's
+    # identity client (iotc/identity.h) end to end.
+    psim="$tmp/psim"
+    arn='arn:aws:iot:us-east-1:123456789012'
+    cat >"$tmp/prov.json" <<EOF
+{"policies": {"claim": {"Version": "2012-10-17", "Statement": [
+   {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+   {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+    "Resource": ["$arn:topic/\$aws/certificates/create/*", "$arn:topic/\$aws/certificates/create-from-csr/*",
+                 "$arn:topic/\$aws/provisioning-templates/DevTpl/provision/*"]},
+   {"Effect": "Allow", "Action": "iot:Subscribe",
+    "Resource": ["$arn:topicfilter/\$aws/certificates/create/*", "$arn:topicfilter/\$aws/certificates/create-from-csr/*",
+                 "$arn:topicfilter/\$aws/provisioning-templates/DevTpl/provision/*"]}]}},
+ "things": [{"name": "claimer", "policies": ["claim"]}],
+ "provisioning_templates": {"DevTpl": {
+   "Parameters": {"SerialNumber": {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
+   "Resources": {
+     "thing": {"Type": "AWS::IoT::Thing",
+               "Properties": {"ThingName": {"Fn::Join": ["", ["Dev_", {"Ref": "SerialNumber"}]]}}},
+     "certificate": {"Type": "AWS::IoT::Certificate",
+                     "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}},
+     "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "allow-all"}}},
+   "DeviceConfiguration": {"Serial": {"Ref": "SerialNumber"}, "Fallback": "https://www.example.com/test-site"}}}}
+EOF
+    "$iotsim" --ports auto --state-dir "$psim" --config "$tmp/prov.json" >"$tmp/psim.log" 2>&1 &
+    pids+=($!)
+    if wait_until "the provisioning iotsim's endpoint.json" 300 test -f "$psim/endpoint.json"; then
+        claim=(--sim "$psim" --cert "$psim/devices/claimer.crt" --key "$psim/devices/claimer.key" --timeout 10)
+        # summary_is FILE SERIAL: the summary iotc provision printed.
+        summary_is() {
+            python3 -c 'import json, re, sys
+s = json.load(open(sys.argv[1]))
+serial = sys.argv[2]
+assert set(s) == {"certificateId", "thingName", "deviceConfiguration"}, s
+assert re.fullmatch(r"[0-9a-f]{64}", s["certificateId"]), s
+assert s["thingName"] == "Dev_" + serial, s
+assert s["deviceConfiguration"] == {"Serial": serial, "Fallback": "https://www.example.com/test-site"}, s' "$1" "$2"
+        }
+        timeout 60 "$iotc" provision "${claim[@]}" --template DevTpl --param SerialNumber=42 --out "$tmp/prov" \
+            >"$tmp/prov.out" 2>"$tmp/prov.err"
+        rc=$?
+        if [ "$rc" -eq 0 ] && summary_is "$tmp/prov.out" 42 2>"$tmp/prov.py"; then
+            pass "provision: the claim certificate gets a certificate and thing Dev_42, and the summary says so"
+        else
+            fail "provision: exit $rc: $(cat "$tmp/prov.out" "$tmp/prov.err" "$tmp/prov.py")"
+        fi
+        kmode=$(stat -c %a "$tmp/prov/private.pem.key" 2>/dev/null)
+        if [ "$kmode" = 600 ] && grep -q 'BEGIN CERTIFICATE' "$tmp/prov/certificate.pem.crt" &&
+            grep -q 'PRIVATE KEY' "$tmp/prov/private.pem.key"; then
+            pass "provision: certificate.pem.crt and private.pem.key (mode 600) written"
+        else
+            fail "provision: the files: key mode '$kmode': $(ls -l "$tmp/prov" 2>&1)"
+        fi
+        expect "provision: the new credentials connect as Dev_42 and publish" 0 '' -- \
+            "$iotc" pub --sim "$psim" --cert "$tmp/prov/certificate.pem.crt" --key "$tmp/prov/private.pem.key" \
+            --client_id Dev_42 --topic dev/42 --message provisioned --timeout 10
+        expect "provision: never over existing credentials" 1 'already exists' -- \
+            "$iotc" provision "${claim[@]}" --template DevTpl --param SerialNumber=44 --out "$tmp/prov"
+
+        # CreateCertificateFromCsr: the key stays here; only the certificate is written.
+        if openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=Dev_43 \
+            -keyout "$tmp/dev43.key" -out "$tmp/dev43.csr" >/dev/null 2>&1; then
+            timeout 60 "$iotc" provision "${claim[@]}" --template DevTpl --csr "$tmp/dev43.csr" \
+                --param SerialNumber=43 --out "$tmp/prov-csr" >"$tmp/csr.out" 2>"$tmp/csr.err"
+            rc=$?
+            if [ "$rc" -eq 0 ] && summary_is "$tmp/csr.out" 43 2>"$tmp/csr.py" &&
+                [ -f "$tmp/prov-csr/certificate.pem.crt" ] && [ ! -e "$tmp/prov-csr/private.pem.key" ]; then
+                pass "provision --csr: a certificate for our own key, thing Dev_43, no private.pem.key"
+            else
+                fail "provision --csr: exit $rc: $(cat "$tmp/csr.out" "$tmp/csr.err" "$tmp/csr.py"; ls "$tmp/prov-csr")"
+            fi
+            expect "provision --csr: that certificate and the CSR's key connect as Dev_43" 0 '' -- \
+                "$iotc" pub --sim "$psim" --cert "$tmp/prov-csr/certificate.pem.crt" --key "$tmp/dev43.key" \
+                --client_id Dev_43 --topic dev/43 --timeout 10
+        else
+            fail "openssl req could not make a CSR"
+        fi
+
+        # An unknown template (asked by the default device, whose policy lets
+        # it subscribe there): RegisterThing rejected with AWS's error
+        # document, and the files of a certificate that will never be active
+        # removed.
+        expect "provision: an unknown template is rejected (7) with the error document" 7 \
+            '"statusCode":404.*"errorCode":"ResourceNotFound"' -- \
+            "$iotc" provision --sim "$psim" --template NoSuchTpl --param SerialNumber=1 --out "$tmp/prov-none"
+        if [ -d "$tmp/prov-none" ] && [ -z "$(ls -A "$tmp/prov-none")" ]; then
+            pass "provision: a rejected RegisterThing leaves no files behind"
+        else
+            fail "provision: after a rejection: $(ls -l "$tmp/prov-none" 2>&1)"
+        fi
+    else
+        fail "the provisioning iotsim did not write endpoint.json: $(cat "$tmp/psim.log")"
     fi
 else
     fail "$iotsim not built (make $iotsim)"

@@ -78,7 +78,7 @@ FUZZERS  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCHES  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: scenarios scenario-mutants conformance validate-client all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration \
+.PHONY: scenarios scenario-mutants conformance validate-client all lib deps check check-unit check-asan check-valgrind check-fuzz-replay check-tools check-integration check-sanitize-build \
         run fuzz fuzzers coverage bench install clean
 
 all: lib $(SIM_A) $(IOTSIM) $(TOOLS) $(SAMPLES) $(TESTS) $(SIM_TESTS) $(REPLAYS) $(BENCHES) $(ITEST)
@@ -158,14 +158,20 @@ BENCH_LIBS_bench_client := -lmosquitto -lpaho-mqtt3a -lpthread
 # ---- check -------------------------------------------------------------------
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
+# The builds use both cores (-j$(JOBS)); the tests run one after the other,
+# since several of them measure time.  The sanitizer pass builds only what
+# it runs.
+JOBS ?= 2
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) all
 	@$(MAKE) --no-print-directory check-unit check-fuzz-replay check-tools check-integration
 	@$(MAKE) --no-print-directory scenarios conformance
 	@$(MAKE) --no-print-directory check-valgrind
-	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=1 check-sanitize-build
 	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay check-integration conformance
 	@echo "make check: all passed"
+
+check-sanitize-build: $(TESTS) $(SIM_TESTS) $(REPLAYS) $(IOTSIM) $(ITEST)
 
 check-unit: $(TESTS) $(SIM_TESTS)
 	@set -e; for t in $(TESTS) $(SIM_TESTS); do echo "== $$t"; IOTC_FIXTURES=client/tests/fixtures $$t; done

@@ -32,19 +32,15 @@
 #include <cmocka.h>
 
 #include "helpers/fake_broker.h"
+#include "helpers/test_wait.h"
 #include "iotc/client.h"
-
-/* Upper bound for any one wait; natively they take milliseconds. */
-#define WAIT_MS 30000u
 
 /* ---- shared state the callbacks write and the test reads --------------------- */
 
-/* One lock for everything the callbacks record: they run on the client's
- * service thread while the test thread waits on `g_cv`.  The test thread
- * never calls the client while holding it (a callback holds the client's
- * own lock while it takes this one). */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+/* One lock for everything the callbacks record (g_mu, helpers/test_wait.h):
+ * they run on the client's service thread while the test thread waits on
+ * `g_cv`.  The test thread never calls the client while holding it (a
+ * callback holds the client's own lock while it takes this one). */
 
 #define MAX_MSGS 16
 
@@ -246,34 +242,6 @@ static void on_done(int status, uint8_t granted, void *user)
     pthread_mutex_unlock(&g_mu);
 }
 
-static void deadline_in(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-/* Waits, with g_mu, until `cond` holds or WAIT_MS passed, and fails the
- * test (at the caller's line) if it does not hold by then.  `cond` reads
- * the state the callbacks write, so it is evaluated with g_mu held. */
-#define ASSERT_WAIT(cond)                                                                                        \
-    do {                                                                                                         \
-        struct timespec dl_;                                                                                     \
-        deadline_in(&dl_, WAIT_MS);                                                                              \
-        pthread_mutex_lock(&g_mu);                                                                               \
-        int e_ = 0;                                                                                              \
-        while (!(cond) && e_ == 0)                                                                               \
-            e_ = pthread_cond_timedwait(&g_cv, &g_mu, &dl_);                                                     \
-        bool ok_ = (cond);                                                                                       \
-        pthread_mutex_unlock(&g_mu);                                                                             \
-        if (!ok_)                                                                                                \
-            fail_msg("waited %u ms in vain for: %s", WAIT_MS, #cond);                                            \
-    } while (0)
-
 /* Reads an int the callbacks write. */
 static int get_int(const int *p)
 {
@@ -281,12 +249,6 @@ static int get_int(const int *p)
     int v = *p;
     pthread_mutex_unlock(&g_mu);
     return v;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* ---- fixtures ---------------------------------------------------------------- */

@@ -23,50 +23,8 @@
 #include <cmocka.h>
 
 #include "helpers/fake_broker.h"
+#include "helpers/test_wait.h"
 #include "iotc/client.h"
-
-#define WAIT_MS 30000u
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void deadline_in(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-#define ASSERT_WAIT(cond)                                                                                        \
-    do {                                                                                                         \
-        struct timespec dl_;                                                                                     \
-        deadline_in(&dl_, WAIT_MS);                                                                              \
-        pthread_mutex_lock(&g_mu);                                                                               \
-        int e_ = 0;                                                                                              \
-        while (!(cond) && e_ == 0)                                                                               \
-            e_ = pthread_cond_timedwait(&g_cv, &g_mu, &dl_);                                                     \
-        bool ok_ = (cond);                                                                                       \
-        pthread_mutex_unlock(&g_mu);                                                                             \
-        if (!ok_)                                                                                                \
-            fail_msg("waited %u ms in vain for: %s", WAIT_MS, #cond);                                            \
-    } while (0)
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* One record per call: what ran, when, where, with which status. */
 #define MAX_RUNS 4096

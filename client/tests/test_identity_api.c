@@ -25,10 +25,10 @@
 #include <cjson/cJSON.h>
 
 #include "helpers/fake_broker.h"
+#include "helpers/fb_client.h"
+#include "helpers/test_wait.h"
 #include "iotc/client.h"
 #include "iotc/identity.h"
-
-#define WAIT_MS 30000u
 
 #define T_KEYS "$aws/certificates/create/json"
 #define T_CSR "$aws/certificates/create-from-csr/json"
@@ -45,47 +45,6 @@ static const char REJECTED_TOKEN[] = "{\"statusCode\":400,\"errorCode\":\"Invali
                                      "\"errorMessage\":\"Certificate ownership token cannot be empty.\"}";
 static const char CSR_PEM[] = "-----BEGIN CERTIFICATE REQUEST-----\nMIIBVTCB/AIBADAa\n-----END CERTIFICATE "
                               "REQUEST-----\n";
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void deadline_in(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-#define ASSERT_WAIT(cond)                                                                                        \
-    do {                                                                                                         \
-        struct timespec dl_;                                                                                     \
-        deadline_in(&dl_, WAIT_MS);                                                                              \
-        pthread_mutex_lock(&g_mu);                                                                               \
-        int e_ = 0;                                                                                              \
-        while (!(cond) && e_ == 0)                                                                               \
-            e_ = pthread_cond_timedwait(&g_cv, &g_mu, &dl_);                                                     \
-        bool ok_ = (cond);                                                                                       \
-        pthread_mutex_unlock(&g_mu);                                                                             \
-        if (!ok_)                                                                                                \
-            fail_msg("waited %u ms in vain for: %s", WAIT_MS, #cond);                                            \
-    } while (0)
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* ---- results the callbacks record ------------------------------------------------------- */
 
@@ -172,21 +131,8 @@ static int teardown(void **state)
 
 static iotc_client *client(bool connect, int64_t queue)
 {
-    iotc_builder *b = NULL;
-    assert_int_equal(iotc_new_default_builder(&b, "127.0.0.1"), IOTC_OK);
-    assert_int_equal(iotc_builder_set_tls(b, false), IOTC_OK);
-    assert_int_equal(iotc_builder_set_port(b, fb_port(broker)), IOTC_OK);
-    assert_int_equal(iotc_builder_set_reconnect(b, 50, 200), IOTC_OK);
-    assert_int_equal(iotc_builder_set_drain_hz(b, 0), IOTC_OK);
-    assert_int_equal(iotc_builder_set_client_id(b, "identity-test"), IOTC_OK);
-    assert_int_equal(iotc_builder_set_offline_queue(b, queue, IOTC_DROP_NEWEST), IOTC_OK);
-    iotc_client *c = NULL;
-    assert_int_equal(iotc_client_new(b, NULL, NULL, &c), IOTC_OK);
-    iotc_builder_free(b);
-    if (connect) {
-        assert_int_equal(iotc_client_connect_wait(c, WAIT_MS, NULL), IOTC_OK);
-        assert_true(fb_wait_connected(broker, WAIT_MS));
-    }
+    iotc_client *c = fb_client_new(broker, "identity-test", queue, connect, WAIT_MS);
+    assert_non_null(c);
     g_client = c;
     return c;
 }

@@ -24,51 +24,10 @@
 #include <cmocka.h>
 
 #include "helpers/fake_broker.h"
+#include "helpers/fb_client.h"
+#include "helpers/test_wait.h"
 #include "iotc/client.h"
 #include "iotc/shadow.h"
-
-#define WAIT_MS 30000u
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void deadline_in(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-#define ASSERT_WAIT(cond)                                                                                        \
-    do {                                                                                                         \
-        struct timespec dl_;                                                                                     \
-        deadline_in(&dl_, WAIT_MS);                                                                              \
-        pthread_mutex_lock(&g_mu);                                                                               \
-        int e_ = 0;                                                                                              \
-        while (!(cond) && e_ == 0)                                                                               \
-            e_ = pthread_cond_timedwait(&g_cv, &g_mu, &dl_);                                                     \
-        bool ok_ = (cond);                                                                                       \
-        pthread_mutex_unlock(&g_mu);                                                                             \
-        if (!ok_)                                                                                                \
-            fail_msg("waited %u ms in vain for: %s", WAIT_MS, #cond);                                            \
-    } while (0)
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* ---- results the callbacks record ------------------------------------------------------- */
 
@@ -178,21 +137,8 @@ static int teardown(void **state)
 
 static iotc_client *client(bool connect, int64_t queue)
 {
-    iotc_builder *b = NULL;
-    assert_int_equal(iotc_new_default_builder(&b, "127.0.0.1"), IOTC_OK);
-    assert_int_equal(iotc_builder_set_tls(b, false), IOTC_OK);
-    assert_int_equal(iotc_builder_set_port(b, fb_port(broker)), IOTC_OK);
-    assert_int_equal(iotc_builder_set_reconnect(b, 50, 200), IOTC_OK);
-    assert_int_equal(iotc_builder_set_drain_hz(b, 0), IOTC_OK);
-    assert_int_equal(iotc_builder_set_client_id(b, "shadow-test"), IOTC_OK);
-    assert_int_equal(iotc_builder_set_offline_queue(b, queue, IOTC_DROP_NEWEST), IOTC_OK);
-    iotc_client *c = NULL;
-    assert_int_equal(iotc_client_new(b, NULL, NULL, &c), IOTC_OK);
-    iotc_builder_free(b);
-    if (connect) {
-        assert_int_equal(iotc_client_connect_wait(c, WAIT_MS, NULL), IOTC_OK);
-        assert_true(fb_wait_connected(broker, WAIT_MS));
-    }
+    iotc_client *c = fb_client_new(broker, "shadow-test", queue, connect, WAIT_MS);
+    assert_non_null(c);
     g_client = c;
     return c;
 }
@@ -428,17 +374,26 @@ static void test_refused_suback(void **state)
     (void)state;
     iotc_client *c = client(true, 20);
     iotc_shadow *s = shadow(c, "dev", NULL);
-    fb_set_suback(broker, 0x80);
+    /* The SUBACKs are held back until both requests are made, so that the
+     * second one must wait for the first one's subscriptions (refused
+     * before it was made, it would rightly subscribe again). */
+    fb_set_withhold_suback(broker, true);
     result_rec a = {0}, b = {0};
     assert_int_equal(iotc_shadow_get(s, WAIT_MS, on_result, &a), IOTC_OK);
     assert_int_equal(iotc_shadow_get(s, WAIT_MS, on_result, &b), IOTC_OK); /* waits for the same SUBACKs */
+    assert_true(fb_wait_count(broker, IOTC_MQTT_SUBSCRIBE, 2, WAIT_MS));
+    for (size_t i = 0; i < 2; i++) {
+        uint16_t pid;
+        get_rec(IOTC_MQTT_SUBSCRIBE, i, NULL, 0, NULL, 0, &pid);
+        assert_true(fb_suback_now(broker, pid, 0x80));
+    }
+    fb_set_withhold_suback(broker, false);
     ASSERT_WAIT(a.calls == 1 && b.calls == 1);
     assert_int_equal(a.status, IOTC_ERR_REFUSED);
     assert_int_equal(b.status, IOTC_ERR_REFUSED);
     assert_int_equal(fb_count(broker, IOTC_MQTT_PUBLISH), 0);
     assert_int_equal(fb_count(broker, IOTC_MQTT_SUBSCRIBE), 2);
     /* The next request subscribes again. */
-    fb_set_suback(broker, 0xFF);
     responder rs;
     responder_start(&rs, R_ACCEPT);
     result_rec d = {0};

@@ -5,27 +5,15 @@
  * one per RegisterThing template) where the shadow has operations, and a
  * request id where the shadow has a clientToken.
  *
- * Locking.  `mu` guards the core and everything here, and is a leaf lock:
- * it is never held while calling into the client (iotc_subscribe,
- * iotc_publish, iotc_client_call_after...) or a user callback.  The client
- * calls us (message, SUBACK, PUBACK and timer callbacks) while holding its
- * own lock, so the order is always client lock, then `mu`; calling the
- * client with `mu` held would invert it.  Every change is therefore made
- * in two steps: decide under `mu` (and take what will be needed out of the
- * shared state), then act without it.
+ * The lock, the references, the request lists, the timeouts, the
+ * subscription pair per channel, closing and the blocking helpers' wait are
+ * svc/svc_base.h's (read it for the locking and lifetime rules); what is
+ * fleet provisioning's own is here: one outstanding request per channel
+ * (AWS gives no correlation token), and the results and their copies.
  *
- * Lifetime.  The client keeps our pointer in outstanding operations and
- * timers, so the struct is reference-counted: the user holds one reference,
- * each SUBSCRIBE, PUBLISH and timer we started holds one, and the memory
- * goes with the last.  Closing (iotc_identity_free) runs on the service
- * thread, where no other callback of ours can be half-way through.
- *
- * Threads of delivery.  Everything the client reports reaches us on the
- * service thread, so completions are delivered right there, except a
- * request that fails inside a call made on another thread (a SUBSCRIBE the
- * client refused at its call, failing a request that was waiting for it):
- * that one is handed to the service thread with a 0 ms timer, to keep the
- * contract that callbacks run there.
+ * `b.mu` guards the core and everything here.  Every change is made in two
+ * steps: decide under `mu` (and take what will be needed out of the shared
+ * state), then act without it.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -36,28 +24,18 @@
 
 #include "iotc/identity.h"
 #include "svc/identity_core.h"
+#include "svc/svc_base.h"
 
 #define NCH IOTC_IDENTITY_MAX_CHANNELS
 
-typedef enum { SUB_NONE, SUB_PENDING, SUB_READY } sub_state;
-
 typedef struct req {
-    struct req *next;
-    int channel;
+    iotc_svc_req h; /* h.sub: the channel */
     uint64_t id;
     iotc_identity_fn cb;
     void *user;
     char *payload; /* until published */
     size_t payload_len;
-    bool published;
-    int status; /* on a completion list: the status to deliver */
 } req;
-
-/* The done-callback context of one SUBSCRIBE of a channel's topics. */
-typedef struct {
-    struct iotc_identity *s;
-    int channel;
-} subctx;
 
 /* The done-callback context of one request's PUBLISH. */
 typedef struct {
@@ -66,22 +44,9 @@ typedef struct {
 } pubctx;
 
 struct iotc_identity {
-    iotc_client *c;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* close_done, and the blocking helpers' boxes */
-    int refs;
-    bool closed;     /* closing began: nothing new starts, nothing more is delivered */
-    bool close_done; /* closing finished on the service thread */
+    iotc_svc b; /* first: an iotc_svc * is an iotc_identity * */
     iotc_identity_core *core;
-    sub_state sub[NCH];
-    int sub_wait[NCH]; /* SUBACKs still expected */
-    int sub_err[NCH];  /* the first failure among them */
-    subctx subctx[NCH];
-    bool sub_tried[NCH]; /* subscribed at least once: unsubscribe at close */
-    req *reqs;           /* pending, in the core's table too */
-    req *deferred;       /* completed off the service thread, to deliver there */
-    bool flush_armed;
-    uint64_t timer_at; /* the deadline of the earliest timer armed, UINT64_MAX none */
+    iotc_svc_sub sub[NCH];
 };
 
 static __thread char why_buf[160];
@@ -103,14 +68,6 @@ int iotc_identity_check_template_name(const char *name)
     const char *why = NULL;
     int rc = iotc_identity_check_template(name, name ? strlen(name) : 0, &why);
     return rc == IOTC_OK ? IOTC_OK : fail(rc, why);
-}
-
-/* The clock the core gets: monotonic, as the client's own. */
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* ---- results ------------------------------------------------------------------------------ */
@@ -203,38 +160,13 @@ void iotc_identity_result_free(iotc_identity_result *r)
     memset(r, 0, sizeof *r);
 }
 
-/* ---- references ------------------------------------------------------------------------ */
+/* ---- the hooks svc_base.c calls (iotc_svc_ops) ------------------------------------------ */
 
-static void destroy(iotc_identity *s)
+static void destroy(iotc_svc *b)
 {
+    iotc_identity *s = (iotc_identity *)b;
     iotc_identity_core_free(s->core);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
     free(s);
-}
-
-static void ref(iotc_identity *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->refs++;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void unref_n(iotc_identity *s, int n)
-{
-    if (n <= 0)
-        return;
-    pthread_mutex_lock(&s->mu);
-    s->refs -= n;
-    bool last = s->refs == 0;
-    pthread_mutex_unlock(&s->mu);
-    if (last)
-        destroy(s);
-}
-
-static void unref(iotc_identity *s)
-{
-    unref_n(s, 1);
 }
 
 /* ---- requests and their completion ------------------------------------------------------ */
@@ -247,19 +179,6 @@ static void free_req(req *r)
     }
 }
 
-/* mu held: takes `r` off the pending list (the core's table is the
- * caller's business). */
-static void unlink_req(iotc_identity *s, req *r)
-{
-    for (req **p = &s->reqs; *p; p = &(*p)->next) {
-        if (*p == r) {
-            *p = r->next;
-            r->next = NULL;
-            return;
-        }
-    }
-}
-
 /* mu held: the pending request `id`, taken out of the core and the list;
  * NULL when it is not pending (completed meanwhile). */
 static req *take_id(iotc_identity *s, uint64_t id)
@@ -268,149 +187,36 @@ static req *take_id(iotc_identity *s, uint64_t id)
     if (!iotc_identity_core_take(s->core, id, &tk))
         return NULL;
     req *r = tk.user;
-    unlink_req(s, r);
+    iotc_svc_unlink(&s->b, &r->h);
     return r;
 }
 
 /* Delivers one completion without a document, and frees the request. */
-static void deliver_status(iotc_identity *s, req *r, int status)
+static void deliver_status(iotc_svc *b, iotc_svc_req *h)
 {
-    iotc_identity_result res = status_result(status);
-    r->cb(s, &res, r->user);
+    req *r = (req *)h;
+    iotc_identity_result res = status_result(h->status);
+    r->cb((iotc_identity *)b, &res, r->user);
     free_req(r);
 }
 
-static void deliver_list(iotc_identity *s, req *list)
+/* mu held: the core's deadlines and pending requests, for svc_base.c's
+ * timer and closing. */
+static iotc_svc_req *take_due(iotc_svc *b, uint64_t now)
 {
-    while (list) {
-        req *r = list;
-        list = r->next;
-        deliver_status(s, r, r->status);
-    }
-}
-
-static void on_flush(iotc_client *c, int status, void *user);
-
-/* Completes the requests of `list` (linked by next, each with its
- * status): now on the service thread, else handed to it. */
-static void complete_list(iotc_identity *s, req *list)
-{
-    if (!list)
-        return;
-    if (iotc_client_on_service_thread(s->c)) {
-        deliver_list(s, list);
-        return;
-    }
-    pthread_mutex_lock(&s->mu);
-    req **tail = &s->deferred;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = list;
-    bool arm = !s->flush_armed;
-    if (arm) {
-        s->flush_armed = true;
-        s->refs++;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (arm && iotc_client_call_after(s->c, 0, on_flush, s) != IOTC_OK) {
-        /* No timer (out of memory): deliver here rather than never. */
-        pthread_mutex_lock(&s->mu);
-        req *l = s->deferred;
-        s->deferred = NULL;
-        s->flush_armed = false;
-        pthread_mutex_unlock(&s->mu);
-        deliver_list(s, l);
-        unref(s);
-    }
-}
-
-static void on_flush(iotc_client *c, int status, void *user)
-{
-    (void)c;
-    (void)status; /* CLOSED (the client is being freed): deliver all the same */
-    iotc_identity *s = user;
-    pthread_mutex_lock(&s->mu);
-    req *l = s->deferred;
-    s->deferred = NULL;
-    s->flush_armed = false;
-    pthread_mutex_unlock(&s->mu);
-    deliver_list(s, l);
-    unref(s);
-}
-
-/* mu held: a disconnect ended the session, and our subscriptions with it. */
-static void forget_subscriptions(iotc_identity *s)
-{
-    for (int ch = 0; ch < NCH; ch++)
-        if (s->sub[ch] == SUB_READY)
-            s->sub[ch] = SUB_NONE;
-}
-
-/* ---- timeouts ---------------------------------------------------------------------------- */
-
-static void on_timer(iotc_client *c, int status, void *user);
-
-/* mu held: whether a timer must be armed for the earliest deadline, and in
- * how many ms.  Timers already armed for later deadlines stay: each one,
- * when it fires, expires what is due and plans again, so an extra one costs
- * a wake-up and a missing one cannot happen. */
-static bool plan_timer(iotc_identity *s, uint64_t now, uint32_t *ms)
-{
-    uint64_t next = iotc_identity_core_next_deadline(s->core);
-    if (next == UINT64_MAX || next >= s->timer_at)
-        return false;
-    s->timer_at = next;
-    s->refs++;
-    uint64_t d = next > now ? next - now : 0;
-    *ms = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
-    return true;
-}
-
-/* Arms what plan_timer decided (mu not held); false when the client could
- * not, and then the plan is undone. */
-static bool arm_timer(iotc_identity *s, uint32_t ms)
-{
-    if (iotc_client_call_after(s->c, ms, on_timer, s) == IOTC_OK)
-        return true;
-    pthread_mutex_lock(&s->mu);
-    s->timer_at = UINT64_MAX;
-    s->refs--; /* the caller holds a reference too: never the last */
-    pthread_mutex_unlock(&s->mu);
-    return false;
-}
-
-static void on_timer(iotc_client *c, int status, void *user)
-{
-    (void)c;
-    iotc_identity *s = user;
-    if (status != IOTC_OK) { /* the client is being freed: closing will do */
-        unref(s);
-        return;
-    }
-    req *expired = NULL, **tail = &expired;
-    uint32_t ms = 0;
-    pthread_mutex_lock(&s->mu);
-    s->timer_at = UINT64_MAX;
     iotc_identity_taken tk;
-    uint64_t now = now_ms();
-    while (!s->closed && iotc_identity_core_expire(s->core, now, &tk)) {
-        req *r = tk.user;
-        unlink_req(s, r);
-        /* A request that went out and got no answer may mean that the
-         * session (and our subscription with it) ended under us, e.g. a
-         * disconnect and connect: subscribe again before the next one. */
-        if (r->published && s->sub[r->channel] == SUB_READY)
-            s->sub[r->channel] = SUB_NONE;
-        r->status = IOTC_ERR_TIMEOUT;
-        *tail = r;
-        tail = &r->next;
-    }
-    bool arm = !s->closed && plan_timer(s, now, &ms);
-    pthread_mutex_unlock(&s->mu);
-    if (arm)
-        arm_timer(s, ms);
-    complete_list(s, expired); /* on the service thread: delivered now */
-    unref(s);
+    return iotc_identity_core_expire(((iotc_identity *)b)->core, now, &tk) ? tk.user : NULL;
+}
+
+static iotc_svc_req *take_any(iotc_svc *b)
+{
+    iotc_identity_taken tk;
+    return iotc_identity_core_take_any(((iotc_identity *)b)->core, &tk) ? tk.user : NULL;
+}
+
+static uint64_t next_deadline(const iotc_svc *b)
+{
+    return iotc_identity_core_next_deadline(((const iotc_identity *)b)->core);
 }
 
 /* ---- publishing --------------------------------------------------------------------------- */
@@ -421,20 +227,20 @@ static void on_pub_done(int status, uint8_t granted, void *user)
     pubctx *pc = user;
     iotc_identity *s = pc->s;
     req *r = NULL;
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->b.mu);
     if (status == IOTC_ERR_CLOSED)
-        forget_subscriptions(s);
+        iotc_svc_forget_subscriptions(&s->b);
     /* PUBACK is not the answer; only a failure completes the request.  If
      * the answer came first, the id is gone and this changes nothing. */
-    if (status != IOTC_OK && !s->closed)
+    if (status != IOTC_OK && !s->b.closed)
         r = take_id(s, pc->id);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->b.mu);
     if (r) {
-        r->status = status;
-        complete_list(s, r);
+        r->h.status = status;
+        iotc_svc_complete(&s->b, &r->h);
     }
     free(pc);
-    unref(s);
+    iotc_svc_unref(&s->b);
 }
 
 /* A request ready to go: what its PUBLISH needs, out of the shared state. */
@@ -449,13 +255,13 @@ typedef struct {
  * reference for its pubctx. */
 static void take_outgoing(iotc_identity *s, req *r, outgoing *o)
 {
-    o->channel = r->channel;
+    o->channel = r->h.sub;
     o->id = r->id;
     o->payload = r->payload;
     o->len = r->payload_len;
     r->payload = NULL;
-    r->published = true;
-    s->refs++;
+    r->h.published = true;
+    s->b.refs++;
 }
 
 /* mu not held: publishes `o` (its payload freed here).  Returns the call's
@@ -469,21 +275,21 @@ static int publish_outgoing(iotc_identity *s, outgoing *o)
         pc->s = s;
         pc->id = o->id;
         const char *topic = iotc_identity_core_topic(s->core, o->channel, IOTC_IDENTITY_SFX_REQUEST);
-        rc = iotc_publish(s->c, topic, o->payload, o->len, 1, false, on_pub_done, pc);
+        rc = iotc_publish(s->b.c, topic, o->payload, o->len, 1, false, on_pub_done, pc);
         if (rc != IOTC_OK)
             free(pc);
     }
     free(o->payload);
     o->payload = NULL;
     if (rc != IOTC_OK)
-        unref(s);
+        iotc_svc_unref(&s->b);
     return rc;
 }
 
 /* ---- subscribing --------------------------------------------------------------------------- */
 
 /* `n` SUBACKs of a channel's subscription came in (or will not come: a
- * refused call counts for both) with `status`.  When the last is in: publish
+ * refused call counts for those not acknowledged) with `status`.  When the last is in: publish
  * what waited (at most one request: one per channel), or fail it.  `mine`,
  * when not 0, is the id of a request whose caller is still in the call that
  * subscribed: if it fails here it is handed back through *mine_out instead
@@ -493,26 +299,23 @@ static void subacks_in(iotc_identity *s, int ch, int status, int n, uint64_t min
     outgoing o = {0};
     bool pub = false;
     req *failed = NULL;
-    pthread_mutex_lock(&s->mu);
-    s->sub_wait[ch] -= n;
-    if (status != IOTC_OK && s->sub_err[ch] == IOTC_OK)
-        s->sub_err[ch] = status;
-    if (s->sub_wait[ch] > 0 || s->closed) {
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->b.mu);
+    if (!iotc_svc_sub_settle(&s->b, ch, status, n)) {
+        pthread_mutex_unlock(&s->b.mu);
         return;
     }
-    bool ok = s->sub_err[ch] == IOTC_OK;
-    s->sub[ch] = ok ? SUB_READY : SUB_NONE;
-    for (req *r = s->reqs; r; r = r->next) {
-        if (r->channel != ch || r->published)
+    int err = s->sub[ch].err;
+    for (iotc_svc_req *h = s->b.reqs; h; h = h->next) {
+        req *r = (req *)h;
+        if (h->sub != ch || h->published)
             continue;
-        if (ok) {
+        if (err == IOTC_OK) {
             take_outgoing(s, r, &o);
             pub = true;
         } else {
             iotc_identity_core_take(s->core, r->id, NULL);
-            unlink_req(s, r);
-            r->status = s->sub_err[ch];
+            iotc_svc_unlink(&s->b, h);
+            h->status = err;
             if (mine && r->id == mine)
                 *mine_out = r;
             else
@@ -520,56 +323,43 @@ static void subacks_in(iotc_identity *s, int ch, int status, int n, uint64_t min
         }
         break; /* one request per channel */
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->b.mu);
     if (pub) {
         uint64_t id = o.id;
         int rc = publish_outgoing(s, &o);
         if (rc != IOTC_OK) {
-            pthread_mutex_lock(&s->mu);
+            pthread_mutex_lock(&s->b.mu);
             req *r = take_id(s, id);
-            pthread_mutex_unlock(&s->mu);
+            pthread_mutex_unlock(&s->b.mu);
             if (r) {
-                r->status = rc;
-                complete_list(s, r);
+                r->h.status = rc;
+                iotc_svc_complete(&s->b, &r->h);
             }
         }
     }
-    complete_list(s, failed);
+    if (failed)
+        iotc_svc_complete(&s->b, &failed->h);
 }
 
-static void on_suback(int status, uint8_t granted, void *user)
+static void on_subacks(iotc_svc *b, int i, int status, int n)
 {
-    subctx *sx = user;
-    iotc_identity *s = sx->s;
-    if (status == IOTC_OK && granted == 0x80) {
-        status = IOTC_ERR_REFUSED;
-    } else if (status == IOTC_ERR_CLOSED) {
-        pthread_mutex_lock(&s->mu);
-        forget_subscriptions(s);
-        pthread_mutex_unlock(&s->mu);
-    }
-    subacks_in(s, sx->channel, status, 1, 0, NULL);
-    unref(s);
+    subacks_in((iotc_identity *)b, i, status, n, 0, NULL);
 }
 
 static void on_msg(iotc_client *c, const char *topic, size_t topic_len, const uint8_t *payload, size_t len,
                    uint8_t qos, bool retain, bool dup, void *user);
 
-/* Subscribes to a channel's accepted and rejected topics (mu not held; two
- * references were taken and sub_wait set to 2 by the caller). */
+/* Subscribes to a channel's accepted and rejected topics (mu not held;
+ * after iotc_svc_sub_start). */
 static void subscribe_channel(iotc_identity *s, int ch, uint64_t mine, req **mine_out)
 {
-    const iotc_identity_sfx sfx[2] = {IOTC_IDENTITY_SFX_ACCEPTED, IOTC_IDENTITY_SFX_REJECTED};
-    for (int i = 0; i < 2; i++) {
-        const char *topic = iotc_identity_core_topic(s->core, ch, sfx[i]);
-        int rc = iotc_subscribe(s->c, topic, 1, on_msg, s, on_suback, &s->subctx[ch]);
-        if (rc != IOTC_OK) {
-            /* This one and any not tried will never be acknowledged. */
-            int n = 2 - i;
-            subacks_in(s, ch, rc, n, mine, mine_out);
-            unref_n(s, n);
-            return;
-        }
+    const char *topics[2] = {iotc_identity_core_topic(s->core, ch, IOTC_IDENTITY_SFX_ACCEPTED),
+                             iotc_identity_core_topic(s->core, ch, IOTC_IDENTITY_SFX_REJECTED)};
+    int n = 0;
+    int rc = iotc_svc_subscribe_pair(&s->b, ch, topics, on_msg, &n);
+    if (rc != IOTC_OK) {
+        subacks_in(s, ch, rc, n, mine, mine_out);
+        iotc_svc_unref_n(&s->b, n);
     }
 }
 
@@ -582,18 +372,18 @@ static void on_msg(iotc_client *c, const char *topic, size_t topic_len, const ui
     iotc_identity *s = user;
     iotc_identity_event ev;
     req *r = NULL;
-    pthread_mutex_lock(&s->mu);
-    if (s->closed) {
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->b.mu);
+    if (s->b.closed) {
+        pthread_mutex_unlock(&s->b.mu);
         return;
     }
-    s->refs++; /* the callback below may free the identity client */
+    s->b.refs++; /* the callback below may free the identity client */
     iotc_identity_core_input(s->core, topic, topic_len, payload, len, &ev);
     if (ev.type == IOTC_IDENTITY_EV_RESPONSE) {
         r = ev.user;
-        unlink_req(s, r);
+        iotc_svc_unlink(&s->b, &r->h);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->b.mu);
     if (r) {
         iotc_identity_result res = status_result(ev.status);
         const iotc_identity_doc *d = &ev.doc;
@@ -621,10 +411,15 @@ static void on_msg(iotc_client *c, const char *topic, size_t topic_len, const ui
         free_req(r);
     }
     iotc_identity_event_clear(&ev);
-    unref(s);
+    iotc_svc_unref(&s->b);
 }
 
 /* ---- creation and closing ------------------------------------------------------------------ */
+
+static void close_now(iotc_svc *b, bool client_alive);
+
+static const iotc_svc_ops identity_ops = {destroy, deliver_status, take_due, take_any, next_deadline, on_subacks,
+                                          close_now};
 
 int iotc_identity_new(iotc_client *c, iotc_identity **out)
 {
@@ -642,105 +437,40 @@ int iotc_identity_new(iotc_client *c, iotc_identity **out)
         free(s);
         return fail(rc, NULL);
     }
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    s->c = c;
-    s->refs = 1;
-    s->timer_at = UINT64_MAX;
-    for (int ch = 0; ch < NCH; ch++)
-        s->subctx[ch] = (subctx){s, ch};
+    iotc_svc_init(&s->b, c, &identity_ops, s->sub, NCH);
     *out = s;
     return IOTC_OK;
 }
 
 /* On the service thread (or, when the client is being freed, on the
  * freeing thread): completes everything, stops the timers and the
- * subscriptions.  `client_alive` is false when the client is being freed
- * and must not be asked for anything more. */
-static void close_now(iotc_identity *s, bool client_alive)
+ * subscriptions (every filter ever asked for).  `client_alive` is false
+ * when the client is being freed and must not be asked for anything more. */
+static void close_now(iotc_svc *b, bool client_alive)
 {
-    pthread_mutex_lock(&s->mu);
-    if (s->closed) {
-        pthread_mutex_unlock(&s->mu);
+    iotc_identity *s = (iotc_identity *)b;
+    iotc_svc_req *done;
+    pthread_mutex_lock(&b->mu);
+    if (!iotc_svc_close_begin(b, &done)) {
+        pthread_mutex_unlock(&b->mu);
         return;
-    }
-    s->closed = true;
-    req *done = s->deferred, **tail = &done;
-    s->deferred = NULL;
-    while (*tail)
-        tail = &(*tail)->next;
-    iotc_identity_taken tk;
-    while (iotc_identity_core_take_any(s->core, &tk)) {
-        req *r = tk.user;
-        unlink_req(s, r);
-        r->status = IOTC_ERR_CLOSED;
-        *tail = r;
-        tail = &r->next;
     }
     const char *topics[2 * NCH];
     size_t nt = 0;
-    /* Every filter ever asked for: a subscription the broker refused half
-     * of, or one refused at the call, may still be registered with the
-     * client, which must not keep calling on_msg with our pointer. */
     for (int ch = 0; ch < NCH; ch++) {
-        if (!s->sub_tried[ch])
+        if (!s->sub[ch].tried)
             continue;
         topics[nt++] = iotc_identity_core_topic(s->core, ch, IOTC_IDENTITY_SFX_ACCEPTED);
         topics[nt++] = iotc_identity_core_topic(s->core, ch, IOTC_IDENTITY_SFX_REJECTED);
     }
-    pthread_mutex_unlock(&s->mu);
-    deliver_list(s, done);
-    int cancelled = 0;
-    bool pinned = false;
-    if (client_alive) {
-        /* Our timers hold references: cancelled ones will not drop them. */
-        cancelled += iotc_client_cancel_calls(s->c, on_timer, s);
-        cancelled += iotc_client_cancel_calls(s->c, on_flush, s);
-        for (size_t i = 0; i < nt; i++)
-            if (iotc_unsubscribe(s->c, topics[i], NULL, NULL) != IOTC_OK)
-                pinned = true;
-    }
-    pthread_mutex_lock(&s->mu);
-    s->refs -= cancelled > 0 ? cancelled : 0;
-    /* An unsubscribe refused at its call (offline with the queue off, out
-     * of memory) leaves the client holding our pointer for that filter's
-     * messages: keep the memory (on_msg sees `closed` and returns) rather
-     * than let the client call into freed memory.  A small leak, only then. */
-    if (pinned)
-        s->refs++;
-    s->close_done = true;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void on_close(iotc_client *c, int status, void *user)
-{
-    (void)c;
-    iotc_identity *s = user;
-    close_now(s, status == IOTC_OK);
-    unref(s);
+    pthread_mutex_unlock(&b->mu);
+    iotc_svc_close_end(b, done, client_alive, topics, nt);
 }
 
 void iotc_identity_free(iotc_identity *s)
 {
-    if (!s)
-        return;
-    if (iotc_client_on_service_thread(s->c)) {
-        close_now(s, true);
-    } else {
-        /* Close on the service thread, where no callback of ours can be
-         * running, and wait for it. */
-        ref(s);
-        if (iotc_client_call_after(s->c, 0, on_close, s) != IOTC_OK) {
-            unref(s);
-            close_now(s, false); /* no timer: the client is going away */
-        }
-        pthread_mutex_lock(&s->mu);
-        while (!s->close_done)
-            pthread_cond_wait(&s->cv, &s->mu);
-        pthread_mutex_unlock(&s->mu);
-    }
-    unref(s); /* the user's */
+    if (s)
+        iotc_svc_free(&s->b);
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
@@ -757,63 +487,57 @@ static int do_request(iotc_identity *s, const iotc_identity_args *a, uint32_t ti
     r->cb = cb;
     r->user = user;
 
-    pthread_mutex_lock(&s->mu);
-    if (s->closed) {
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->b.mu);
+    if (s->b.closed) {
+        pthread_mutex_unlock(&s->b.mu);
         free(r);
         return fail(IOTC_ERR_CLOSED, "the identity client is being freed");
     }
-    uint64_t now = now_ms();
+    uint64_t now = iotc_svc_now_ms();
     iotc_identity_request rq;
     const char *why = NULL;
     int rc = iotc_identity_core_begin(s->core, a, now, timeout_ms, r, &rq, &why);
     if (rc != IOTC_OK) {
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->b.mu);
         free(r);
         return fail(rc, why);
     }
     int ch = rq.channel;
     uint64_t id = rq.id;
-    r->channel = ch;
+    r->h.sub = ch;
     r->id = id;
     r->payload = rq.payload;
     r->payload_len = rq.payload_len;
-    r->next = s->reqs;
-    s->reqs = r;
+    iotc_svc_link(&s->b, &r->h);
     outgoing o = {0};
     bool pub = false, subscribe = false;
-    if (s->sub[ch] == SUB_READY) {
+    if (s->sub[ch].state == IOTC_SVC_SUB_READY) {
         take_outgoing(s, r, &o);
         pub = true;
-    } else if (s->sub[ch] == SUB_NONE) {
-        s->sub[ch] = SUB_PENDING;
-        s->sub_tried[ch] = true;
-        s->sub_wait[ch] = 2;
-        s->sub_err[ch] = IOTC_OK;
-        s->refs += 2;
-        subscribe = true;
+    } else {
+        /* PENDING: a SUBSCRIBE of an earlier request (since timed out) is
+         * still out; its SUBACKs will publish this one. */
+        subscribe = iotc_svc_sub_start(&s->b, ch);
     }
-    /* SUB_PENDING: a SUBSCRIBE of an earlier request (since timed out) is
-     * still out; its SUBACKs will publish this one. */
     uint32_t ms = 0;
-    bool arm = plan_timer(s, now, &ms);
-    pthread_mutex_unlock(&s->mu);
+    bool arm = iotc_svc_plan_timer(&s->b, now, &ms);
+    pthread_mutex_unlock(&s->b.mu);
     /* From here on `r` may be completed and freed by the service thread at
      * any time (a timeout, say): only `id` is used. */
-    if (arm && !arm_timer(s, ms)) {
-        pthread_mutex_lock(&s->mu);
+    if (arm && !iotc_svc_arm_timer(&s->b, ms)) {
+        pthread_mutex_lock(&s->b.mu);
         req *mine = take_id(s, id);
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->b.mu);
         if (mine) {
             free_req(mine);
             /* The subscription or publish started below is not needed. */
             if (pub) {
                 free(o.payload);
-                unref(s);
+                iotc_svc_unref(&s->b);
             }
             if (subscribe) {
                 subacks_in(s, ch, IOTC_ERR_NOMEM, 2, 0, NULL);
-                unref_n(s, 2);
+                iotc_svc_unref_n(&s->b, 2);
             }
             return fail(IOTC_ERR_NOMEM, "no timer for the request's timeout");
         }
@@ -822,7 +546,7 @@ static int do_request(iotc_identity *s, const iotc_identity_args *a, uint32_t ti
         req *mine = NULL;
         subscribe_channel(s, ch, id, &mine);
         if (mine) {
-            rc = mine->status;
+            rc = mine->h.status;
             free_req(mine);
             return fail(rc, "the client refused to subscribe to the answer topics");
         }
@@ -830,9 +554,9 @@ static int do_request(iotc_identity *s, const iotc_identity_args *a, uint32_t ti
     if (pub) {
         rc = publish_outgoing(s, &o);
         if (rc != IOTC_OK) {
-            pthread_mutex_lock(&s->mu);
+            pthread_mutex_lock(&s->b.mu);
             req *mine = take_id(s, id);
-            pthread_mutex_unlock(&s->mu);
+            pthread_mutex_unlock(&s->b.mu);
             if (mine) {
                 free_req(mine);
                 return fail(rc, "the client refused to publish the request");
@@ -904,20 +628,15 @@ int iotc_identity_register_thing(iotc_identity *id, const char *template_name, c
 
 /* ---- blocking helpers ---------------------------------------------------------------------- */
 
-/* Shared by the waiting thread and the callback: whoever is last frees it,
- * so a wait that gave up leaves nothing dangling. */
 typedef struct {
-    int refs;
-    bool done;
+    iotc_svc_box box;
     iotc_identity_result res; /* a copy */
 } waitbox;
 
-static void box_put(waitbox *w) /* s->mu held */
+static void box_release(iotc_svc_box *w)
 {
-    if (--w->refs == 0) {
-        iotc_identity_result_free(&w->res);
-        free(w);
-    }
+    iotc_identity_result_free(&((waitbox *)w)->res);
+    free(w);
 }
 
 static void on_wait_done(iotc_identity *s, const iotc_identity_result *r, void *user)
@@ -926,17 +645,11 @@ static void on_wait_done(iotc_identity *s, const iotc_identity_result *r, void *
     iotc_identity_result copy;
     if (iotc_identity_result_copy(r, &copy) != IOTC_OK)
         copy.status = IOTC_ERR_NOMEM; /* the answer is lost: say so, not OK without its fields */
-    pthread_mutex_lock(&s->mu);
-    w->done = true;
+    pthread_mutex_lock(&s->b.mu);
     w->res = copy;
-    box_put(w);
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    iotc_svc_box_done(&s->b, &w->box);
+    pthread_mutex_unlock(&s->b.mu);
 }
-
-/* Beyond the request's own timeout, how long to wait for its callback
- * before giving up (a service thread stuck in someone's callback). */
-#define WAIT_MARGIN_MS 5000u
 
 static int finish(iotc_identity_result *out, int rc)
 {
@@ -950,37 +663,24 @@ static int do_wait(iotc_identity *s, const iotc_identity_args *a, uint32_t timeo
     why_buf[0] = '\0';
     if (!s)
         return finish(out, fail(IOTC_ERR_INVALID_ARG, "no identity client"));
-    if (iotc_client_on_service_thread(s->c))
+    if (iotc_client_on_service_thread(s->b.c))
         return finish(out, fail(IOTC_ERR_BUSY, "a blocking call from a callback would wait on its own thread"));
-    waitbox *w = calloc(1, sizeof *w);
+    waitbox *w = iotc_svc_box_new(sizeof *w, box_release);
     if (!w)
         return finish(out, fail(IOTC_ERR_NOMEM, NULL));
-    w->refs = 2;
     int rc = do_request(s, a, timeout_ms, on_wait_done, w);
     if (rc != IOTC_OK) {
         free(w);
         return finish(out, rc);
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    uint64_t ms = (uint64_t)timeout_ms + WAIT_MARGIN_MS;
-    dl.tv_sec += (time_t)(ms / 1000);
-    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&s->mu);
-    int e = 0;
-    while (!w->done && e == 0)
-        e = pthread_cond_timedwait(&s->cv, &s->mu, &dl);
+    pthread_mutex_lock(&s->b.mu);
     iotc_identity_result res = status_result(IOTC_ERR_TIMEOUT);
-    if (w->done) {
+    if (iotc_svc_box_wait(&s->b, &w->box, timeout_ms)) {
         res = w->res;
         memset(&w->res, 0, sizeof w->res); /* now the caller's */
     }
-    box_put(w);
-    pthread_mutex_unlock(&s->mu);
+    iotc_svc_box_put(&w->box);
+    pthread_mutex_unlock(&s->b.mu);
     rc = res.status;
     if (out)
         *out = res;

@@ -17,6 +17,7 @@
 
 #include "iotc/mqtt.h"
 #include "svc/identity_core.h"
+#include "svc/svc_topic.h"
 
 /* ---- names and topics ----------------------------------------------------------- */
 
@@ -72,33 +73,7 @@ int iotc_identity_topic(char *buf, size_t cap, iotc_identity_op op, const char *
         n = snprintf(buf, cap, CERT_PREFIX "%s/json%s", op == IOTC_IDENTITY_OP_CREATE_KEYS ? "create" : "create-from-csr",
                      sfx_text[sfx]);
     }
-    if (n < 0)
-        return IOTC_ERR_INTERNAL;
-    if ((size_t)n >= cap) {
-        if (cap)
-            buf[0] = '\0';
-        return IOTC_ERR_TOO_LARGE;
-    }
-    return n;
-}
-
-/* The next '/'-separated level of [*p, end): its start and length; false at the end. */
-static bool next_level(const char **p, const char *end, const char **lv, size_t *lvlen)
-{
-    if (*p > end)
-        return false;
-    const char *s = *p;
-    const char *slash = memchr(s, '/', (size_t)(end - s));
-    const char *e = slash ? slash : end;
-    *lv = s;
-    *lvlen = (size_t)(e - s);
-    *p = e + 1; /* one past end when this was the last level */
-    return true;
-}
-
-static bool level_is(const char *lv, size_t len, const char *word)
-{
-    return strlen(word) == len && memcmp(lv, word, len) == 0;
+    return iotc_svc_topic_fit(n, buf, cap);
 }
 
 bool iotc_identity_topic_parse(const char *topic, size_t len, iotc_identity_topic_parts *out)
@@ -109,39 +84,40 @@ bool iotc_identity_topic_parse(const char *topic, size_t len, iotc_identity_topi
     size_t n;
     iotc_identity_topic_parts r;
     memset(&r, 0, sizeof r);
-    if (!next_level(&p, end, &lv, &n) || !level_is(lv, n, "$aws") || !next_level(&p, end, &lv, &n))
+    if (!iotc_svc_topic_level(&p, end, &lv, &n) || !iotc_svc_level_is(lv, n, "$aws") ||
+        !iotc_svc_topic_level(&p, end, &lv, &n))
         return false;
-    if (level_is(lv, n, "certificates")) {
-        if (!next_level(&p, end, &lv, &n))
+    if (iotc_svc_level_is(lv, n, "certificates")) {
+        if (!iotc_svc_topic_level(&p, end, &lv, &n))
             return false;
-        if (level_is(lv, n, "create"))
+        if (iotc_svc_level_is(lv, n, "create"))
             r.op = IOTC_IDENTITY_OP_CREATE_KEYS;
-        else if (level_is(lv, n, "create-from-csr"))
+        else if (iotc_svc_level_is(lv, n, "create-from-csr"))
             r.op = IOTC_IDENTITY_OP_CREATE_FROM_CSR;
         else
             return false;
-    } else if (level_is(lv, n, "provisioning-templates")) {
+    } else if (iotc_svc_level_is(lv, n, "provisioning-templates")) {
         r.op = IOTC_IDENTITY_OP_REGISTER_THING;
-        if (!next_level(&p, end, &r.template_name, &r.template_len) ||
+        if (!iotc_svc_topic_level(&p, end, &r.template_name, &r.template_len) ||
             iotc_identity_check_template(r.template_name, r.template_len, NULL) != IOTC_OK)
             return false;
-        if (!next_level(&p, end, &lv, &n) || !level_is(lv, n, "provision"))
+        if (!iotc_svc_topic_level(&p, end, &lv, &n) || !iotc_svc_level_is(lv, n, "provision"))
             return false;
     } else {
         return false;
     }
     /* json only: a cbor answer is for a cbor request, which this core never makes. */
-    if (!next_level(&p, end, &lv, &n) || !level_is(lv, n, "json"))
+    if (!iotc_svc_topic_level(&p, end, &lv, &n) || !iotc_svc_level_is(lv, n, "json"))
         return false;
     r.sfx = IOTC_IDENTITY_SFX_REQUEST;
-    if (next_level(&p, end, &lv, &n)) {
-        if (level_is(lv, n, "accepted"))
+    if (iotc_svc_topic_level(&p, end, &lv, &n)) {
+        if (iotc_svc_level_is(lv, n, "accepted"))
             r.sfx = IOTC_IDENTITY_SFX_ACCEPTED;
-        else if (level_is(lv, n, "rejected"))
+        else if (iotc_svc_level_is(lv, n, "rejected"))
             r.sfx = IOTC_IDENTITY_SFX_REJECTED;
         else
             return false;
-        if (next_level(&p, end, &lv, &n))
+        if (iotc_svc_topic_level(&p, end, &lv, &n))
             return false; /* anything after the suffix */
     }
     *out = r;

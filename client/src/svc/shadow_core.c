@@ -17,6 +17,7 @@
 
 #include "iotc/mqtt.h"
 #include "svc/shadow_core.h"
+#include "svc/svc_topic.h"
 
 /* ---- names and topics ----------------------------------------------------------- */
 
@@ -85,33 +86,7 @@ int iotc_shadow_topic(char *buf, size_t cap, const char *thing, const char *name
         return IOTC_ERR_INVALID_ARG;
     int n = snprintf(buf, cap, "$aws/things/%s/shadow%s%s/%s%s", thing, named ? "/name/" : "", named ? name : "",
                      op_names[op], sfx_text[sfx]);
-    if (n < 0)
-        return IOTC_ERR_INTERNAL;
-    if ((size_t)n >= cap) {
-        if (cap)
-            buf[0] = '\0';
-        return IOTC_ERR_TOO_LARGE;
-    }
-    return n;
-}
-
-/* The next '/'-separated level of [*p, end): its start and length; false at the end. */
-static bool next_level(const char **p, const char *end, const char **lv, size_t *lvlen)
-{
-    if (*p > end)
-        return false;
-    const char *s = *p;
-    const char *slash = memchr(s, '/', (size_t)(end - s));
-    const char *e = slash ? slash : end;
-    *lv = s;
-    *lvlen = (size_t)(e - s);
-    *p = e + 1; /* one past end when this was the last level */
-    return true;
-}
-
-static bool level_is(const char *lv, size_t len, const char *word)
-{
-    return strlen(word) == len && memcmp(lv, word, len) == 0;
+    return iotc_svc_topic_fit(n, buf, cap);
 }
 
 bool iotc_shadow_topic_parse(const char *topic, size_t len, iotc_shadow_topic_parts *out)
@@ -122,41 +97,41 @@ bool iotc_shadow_topic_parse(const char *topic, size_t len, iotc_shadow_topic_pa
     size_t n;
     iotc_shadow_topic_parts r;
     memset(&r, 0, sizeof r);
-    if (!next_level(&p, end, &lv, &n) || !level_is(lv, n, "$aws"))
+    if (!iotc_svc_topic_level(&p, end, &lv, &n) || !iotc_svc_level_is(lv, n, "$aws"))
         return false;
-    if (!next_level(&p, end, &lv, &n) || !level_is(lv, n, "things"))
+    if (!iotc_svc_topic_level(&p, end, &lv, &n) || !iotc_svc_level_is(lv, n, "things"))
         return false;
-    if (!next_level(&p, end, &r.thing, &r.thing_len) || iotc_shadow_check_thing(r.thing, r.thing_len, NULL))
+    if (!iotc_svc_topic_level(&p, end, &r.thing, &r.thing_len) || iotc_shadow_check_thing(r.thing, r.thing_len, NULL))
         return false;
-    if (!next_level(&p, end, &lv, &n) || !level_is(lv, n, "shadow"))
+    if (!iotc_svc_topic_level(&p, end, &lv, &n) || !iotc_svc_level_is(lv, n, "shadow"))
         return false;
-    if (!next_level(&p, end, &lv, &n))
+    if (!iotc_svc_topic_level(&p, end, &lv, &n))
         return false;
     /* "name" is not an operation, so a classic topic cannot be mistaken for
      * a named one (and a shadow may itself be called "get"). */
-    if (level_is(lv, n, "name")) {
-        if (!next_level(&p, end, &r.name, &r.name_len) || iotc_shadow_check_name(r.name, r.name_len, NULL))
+    if (iotc_svc_level_is(lv, n, "name")) {
+        if (!iotc_svc_topic_level(&p, end, &r.name, &r.name_len) || iotc_shadow_check_name(r.name, r.name_len, NULL))
             return false;
-        if (!next_level(&p, end, &lv, &n))
+        if (!iotc_svc_topic_level(&p, end, &lv, &n))
             return false;
     }
     int op = -1;
     for (int i = 0; i < IOTC_SHADOW_NOPS; i++)
-        if (level_is(lv, n, op_names[i]))
+        if (iotc_svc_level_is(lv, n, op_names[i]))
             op = i;
     if (op < 0)
         return false;
     r.op = (iotc_shadow_op)op;
     r.sfx = IOTC_SHADOW_SFX_REQUEST;
-    if (next_level(&p, end, &lv, &n)) {
+    if (iotc_svc_topic_level(&p, end, &lv, &n)) {
         int sfx = -1;
         for (size_t i = 1; i < NSFX; i++)
-            if (level_is(lv, n, sfx_text[i] + 1))
+            if (iotc_svc_level_is(lv, n, sfx_text[i] + 1))
                 sfx = (int)i;
         if (sfx < 0 || !sfx_valid(r.op, (iotc_shadow_sfx)sfx))
             return false;
         r.sfx = (iotc_shadow_sfx)sfx;
-        if (next_level(&p, end, &lv, &n))
+        if (iotc_svc_topic_level(&p, end, &lv, &n))
             return false; /* anything after the suffix */
     }
     *out = r;

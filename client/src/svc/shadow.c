@@ -254,7 +254,7 @@ static void subacks_in(iotc_shadow *s, iotc_shadow_op op, int status, int n, con
     outgoing *pubs = NULL, **ptail = &pubs;
     iotc_svc_req *fails = NULL, **ftail = &fails;
     pthread_mutex_lock(&s->b.mu);
-    if (!iotc_svc_sub_settle(&s->b, op, status, n)) {
+    if (!iotc_svc_sub_settle(&s->b, (int)op, status, n)) {
         pthread_mutex_unlock(&s->b.mu);
         return;
     }
@@ -305,7 +305,7 @@ static void subscribe_op(iotc_shadow *s, iotc_shadow_op op, const char *mine, re
     const char *topics[2] = {iotc_shadow_core_topic(s->core, op, IOTC_SHADOW_SFX_ACCEPTED),
                              iotc_shadow_core_topic(s->core, op, IOTC_SHADOW_SFX_REJECTED)};
     int n = 0;
-    int rc = iotc_svc_subscribe_pair(&s->b, op, topics, on_msg, &n);
+    int rc = iotc_svc_subscribe_pair(&s->b, (int)op, topics, on_msg, &n);
     if (rc != IOTC_OK) {
         subacks_in(s, op, rc, n, mine, mine_out);
         iotc_svc_unref_n(&s->b, n);
@@ -446,7 +446,7 @@ static int do_request(iotc_shadow *s, iotc_shadow_op op, const char *json, uint3
     req *r = calloc(1, sizeof *r);
     if (!r)
         return fail(IOTC_ERR_NOMEM, NULL);
-    r->h.sub = op;
+    r->h.sub = (int)op;
     r->cb = cb;
     r->user = user;
     uint8_t rnd[IOTC_SHADOW_RANDOM_BYTES];
@@ -476,7 +476,7 @@ static int do_request(iotc_shadow *s, iotc_shadow_op op, const char *json, uint3
     if (s->sub[op].state == IOTC_SVC_SUB_READY)
         o = take_outgoing(s, r);
     else
-        subscribe = iotc_svc_sub_start(&s->b, op);
+        subscribe = iotc_svc_sub_start(&s->b, (int)op);
     uint32_t ms = 0;
     bool arm = iotc_svc_plan_timer(&s->b, now, &ms);
     char token[IOTC_SHADOW_TOKEN_MAX + 1];

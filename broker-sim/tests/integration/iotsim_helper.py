@@ -65,10 +65,11 @@ def read_events(path, offset=0):
     return out
 
 
-def run_tests(module, argv, label):
+def run_tests(module, argv, label, counts=None):
     """unittest's main for an integration suite: the named tests (or all),
     verbose on stderr, a watchdog, and "LABEL: N passed, N failed" last on
-    stdout; returns the exit status."""
+    stdout; returns the exit status.  With `counts` (a list), the summary
+    line is left to the caller and (passed, failed) appended to it."""
     faulthandler.dump_traceback_later(300, exit=True)  # a hang must not block CI; children die with us
     loader = unittest.TestLoader()
     suite = loader.loadTestsFromNames(argv, module) if argv else loader.loadTestsFromModule(module)
@@ -77,7 +78,10 @@ def run_tests(module, argv, label):
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     passed = result.testsRun - failed - len(result.skipped) - len(result.expectedFailures)
     print("%s: %.1f s" % (label, time.monotonic() - t0), file=sys.stderr)
-    print("%s: %d passed, %d failed" % (label, passed, failed))
+    if counts is not None:
+        counts.append((passed, failed))
+    else:
+        print("%s: %d passed, %d failed" % (label, passed, failed))
     return 1 if failed else 0
 
 

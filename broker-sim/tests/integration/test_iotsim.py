@@ -1590,7 +1590,29 @@ def main(argv):
         print("iotsim not found at %s (set IOTSIM or pass the build dir to run.sh)" % binary, file=sys.stderr)
         print("integration: 0 passed, 1 failed")
         return 1
-    return run_tests(sys.modules[__name__], argv, "integration")
+    if argv:
+        return run_tests(sys.modules[__name__], argv, "integration")
+    # Everything, with the AWS CRT's tests in a process of their own that
+    # exits right after them: Debian's awscrt 0.16 has crashed this process
+    # (SIGSEGV in its "AwsEventLoop" thread, a jump into freed memory) tens
+    # of seconds after its connections were closed, in whatever test ran then.
+    mod = sys.modules[__name__]
+    names = sorted(n for n, v in vars(mod).items()
+                   if isinstance(v, type) and issubclass(v, Base) and v is not Base and n != "T05Awscrt")
+    counts = []
+    rc = run_tests(mod, names, "integration without the AWS CRT", counts)
+    passed, failed = counts[0]
+    sys.stdout.flush()
+    crt = subprocess.run([sys.executable, os.path.abspath(__file__), "T05Awscrt"], stdout=subprocess.PIPE,
+                         text=True)
+    m = re.search(r"integration: (\d+) passed, (\d+) failed", crt.stdout)
+    if m:
+        passed, failed = passed + int(m.group(1)), failed + int(m.group(2))
+    if crt.returncode and (not m or m.group(2) == "0"):
+        print("the AWS CRT's tests ended with status %d" % crt.returncode, file=sys.stderr)
+        failed += 1
+    print("integration: %d passed, %d failed" % (passed, failed))
+    return 1 if rc or crt.returncode else 0
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -160,7 +160,7 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-k
 
 # The builds use both cores (-j$(JOBS)); the tests run one after the other,
 # since several of them measure time.  The sanitizer pass builds only what
-# it runs.
+# it runs (the client integration tests run the CLI too).
 JOBS ?= 2
 check: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all
@@ -171,7 +171,7 @@ check: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 check-unit check-fuzz-replay check-integration conformance
 	@echo "make check: all passed"
 
-check-sanitize-build: $(TESTS) $(SIM_TESTS) $(REPLAYS) $(IOTSIM) $(ITEST)
+check-sanitize-build: $(TESTS) $(SIM_TESTS) $(REPLAYS) $(IOTSIM) $(ITEST) $(TOOLS)
 
 check-unit: $(TESTS) $(SIM_TESTS)
 	@set -e; for t in $(TESTS) $(SIM_TESTS); do echo "== $$t"; IOTC_FIXTURES=client/tests/fixtures $$t; done

@@ -23,45 +23,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { passed=$((passed + 1)); echo "ok   $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*" >&2; }
+# shellcheck source=lib.bash
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Polls for up to $2 tenths of a second for the command in $3...
-wait_until() {
-    local what=$1 n=$2
-    shift 2
-    for ((i = 0; i < n; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for $what" >&2
-    return 1
-}
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # A subscriber ($2) said it is subscribed in its stderr ($1), or is gone.
 sub_ready() { grep -qs 'subscribed to' "$1" || ! kill -0 "$2" 2>/dev/null; }
 subscribed() { wait_until "the subscription" 100 sub_ready "$1" "$2" && grep -qs 'subscribed to' "$1"; }
 
-# expect NAME WANT_RC PATTERN -- command...: the exit code is WANT_RC and the
-# output (stdout and stderr) matches the extended regex PATTERN.
-expect() {
-    local name=$1 want=$2 pat=$3
-    shift 4
-    local out rc
-    out=$(timeout 60 "$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "$name: exit $rc, want $want: $out"
-    elif ! grep -qE -- "$pat" <<<"$out"; then
-        fail "$name: output does not match /$pat/: $out"
-    else
-        pass "$name"
-    fi
-}
 
 [ -x "$iotc" ] || { echo "iotc.sh: $iotc not built" >&2; exit 1; }
 

@@ -27,8 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { passed=$((passed + 1)); echo "ok   $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*" >&2; }
+# shellcheck source=lib.bash
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+EXPECT_TIMEOUT=120 # a sample may run under Valgrind
 
 run=()
 ticks=100 # tenths of a second for each wait
@@ -37,39 +38,12 @@ if [ -n "${SAMPLES_VALGRIND:-}" ]; then
     ticks=300
 fi
 
-# Polls for up to $2 tenths of a second for the command in $3...
-wait_until() {
-    local what=$1 n=$2
-    shift 2
-    for ((i = 0; i < n; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for $what" >&2
-    return 1
-}
 # The output file $1 holds the text $2, or process $3 is gone.
 said_or_gone() { grep -qsF -- "$2" "$1" || ! kill -0 "$3" 2>/dev/null; }
 # Waits until the output $1 of process $3 holds the text $2; true if it does.
 says() { wait_until "'$2'" "$ticks" said_or_gone "$1" "$2" "$3"; grep -qsF -- "$2" "$1"; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
 
-# expect NAME WANT_RC PATTERN -- command...: the exit code is WANT_RC and the
-# output (stdout and stderr) matches the extended regex PATTERN.
-expect() {
-    local name=$1 want=$2 pat=$3
-    shift 4
-    local out rc
-    out=$(timeout 120 "$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "$name: exit $rc, want $want: $out"
-    elif ! grep -qE -- "$pat" <<<"$out"; then
-        fail "$name: output does not match /$pat/: $out"
-    else
-        pass "$name"
-    fi
-}
 
 for p in "$iotc" "$iotsim" "$pubsub" "$shadow"; do
     [ -x "$p" ] || { echo "samples.sh: $p not built (make all)" >&2; exit 1; }
